@@ -1,0 +1,113 @@
+"""The ``colorize`` command line: one sub-command per pipeline stage, plus ``photo``.
+
+The DVC stages (``stages/*.py``) call these commands with the paths that ``dvc.yaml`` names.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import click
+
+from colorize_core.config import ConfigError, load_params
+
+log = logging.getLogger("colorize_core")
+
+PARAMS_OPTION = click.option(
+    "--params",
+    "params_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="params.yaml",
+    show_default=True,
+    help="Parameter file (the sections of dvc.yaml's params).",
+)
+
+
+def friendly_errors(command):
+    """Turn expected failures (bad parameters, missing inputs) into one-line errors, exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, FileNotFoundError, ValueError) as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
+def main(verbose: bool) -> None:
+    """Automatic image colorization (Zhang, Isola & Efros, ECCV 2016) as a DVC pipeline.
+
+    Stages, in order: sample -> shard -> histogram -> train -> decode -> evaluate.
+    `dvc repro` runs them all; each is also a command here. `colorize photo` colorizes your
+    own photos with a trained checkpoint.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+
+
+@main.command()
+@PARAMS_OPTION
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="data/sample",
+    help="Folder for train.csv, val.csv, test.csv (and the demo images).",
+)
+@friendly_errors
+def sample(params_path: Path, out_dir: Path) -> None:
+    """Pick the deterministic train / val / test lists (path, synset, class index).
+
+    The source (params `sample.source`) is `demo` (photos bundled with scikit-image), `folder`
+    (any folder of images; class = parent folder) or `imagenet` (an ILSVRC CLS-LOC root).
+    """
+    from colorize_core.data.sample import run_sample
+
+    params = load_params(params_path)
+    run_sample(params.sample, out_dir)
+
+
+@main.command()
+@PARAMS_OPTION
+@click.option("--lists", "lists_dir", type=click.Path(file_okay=False, path_type=Path), default="data/sample")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="data/shards")
+@click.option("--reports", "report_dir", type=click.Path(file_okay=False, path_type=Path), default="reports")
+@friendly_errors
+def shard(params_path: Path, lists_dir: Path, out_dir: Path, report_dir: Path) -> None:
+    """Write WebDataset shards of L and full-grid ab cell indices for every split.
+
+    Unreadable files are skipped and grayscale images excluded, each with a one-line reason,
+    listed in REPORTS/shard_skipped.csv and counted in REPORTS/shard.json. Re-running resumes:
+    shards whose inputs and parameters are unchanged are kept.
+    """
+    from colorize_core.data.shard import run_shard
+
+    params = load_params(params_path)
+    run_shard(params.shard, lists_dir, out_dir, report_dir)
+
+
+@main.command()
+@PARAMS_OPTION
+@click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default="data/shards")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default="data/bins.json")
+@click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path), default="reports/bins.png")
+@friendly_errors
+def histogram(params_path: Path, shards_dir: Path, out_path: Path, figure_path: Path) -> None:
+    """Count the training pixels per ab cell; smooth, prune, and derive the rebalancing weights.
+
+    Writes the bins file (kept bins' ab centres, full-grid -> class mapping, prior, weights) and a
+    figure of the kept bins on the ab plane.
+    """
+    from colorize_core.data.histogram import run_histogram
+
+    params = load_params(params_path)
+    run_histogram(params.histogram, shards_dir, out_path, figure_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The one home of every constant of the colour model and the pipeline defaults.
+
+Colour constants follow scikit-image's ``skimage.color`` (sRGB primaries, D65 white,
+CIE 1931 2° observer) so that conversions agree with it to floating-point precision.
+Network normalisation constants follow Zhang et al. (ECCV 2016).
+"""
+
+import numpy as np
+
+# --- sRGB <-> CIE XYZ (D65), names read target_from_source --------------------------
+XYZ_FROM_RGB = np.array(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ]
+)
+RGB_FROM_XYZ = np.linalg.inv(XYZ_FROM_RGB)
+
+#: Reference white D65, 2° observer (X, Y, Z), as in skimage's ``xyz_tristimulus_values``.
+D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+#: sRGB transfer function: linear segment below this encoded value ...
+SRGB_LINEAR_THRESHOLD = 0.04045
+#: ... and below this linear value on the way back.
+SRGB_ENCODED_THRESHOLD = 0.0031308
+
+#: CIE Lab: f(t) = t^(1/3) above EPSILON, linear below (CIE 1976 definition).
+LAB_EPSILON = (6 / 29) ** 3
+LAB_KAPPA = (29 / 6) ** 2 / 3  # slope of the linear segment of f
+LAB_OFFSET = 4 / 29
+
+# --- ab quantization -------------------------------------------------------------------
+#: The quantization grid covers ab in [-AB_EXTENT, AB_EXTENT), extended outwards to whole
+#: cells whose edges are multiples of the cell size (grid 16: [-128, 128); grid 10: [-130, 130)).
+AB_EXTENT = 128
+#: Number of 8-bit sRGB colours; the encoding look-up table has one entry per colour.
+NUM_SRGB_COLOURS = 2**24
+
+# --- network input / output normalisation (Zhang et al., richzhang/colorization) -------
+L_CENTER = 50.0
+L_SCALE = 100.0
+AB_SCALE = 110.0
+#: The network's output grid is this many times coarser than its input.
+OUTPUT_STRIDE = 4
+
+# --- Zhang et al. defaults -------------------------------------------------------------
+SOFT_ENCODING_NEIGHBOURS = 5
+SOFT_ENCODING_SIGMA = 5.0
+#: Images whose chroma |ab| never exceeds this are grayscale (Zhang's training mask).
+GRAYSCALE_MAX_CHROMA = 5.0
+
+# --- safety ----------------------------------------------------------------------------
+#: Images whose header claims more pixels than this are refused before decoding.
+DEFAULT_MAX_PIXELS = 200_000_000
+
+#: File extensions that the folder sources pick up (lower case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+#: Name of the ILSVRC file listing the 1000 synsets in class-index order.
+SYNSET_MAPPING_FILE = "LOC_synset_mapping.txt"
+#: Name of the ILSVRC file with the labels of the flat validation folder.
+VAL_SOLUTION_FILE = "LOC_val_solution.csv"

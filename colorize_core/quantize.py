@@ -1,0 +1,165 @@
+"""Quantization of the ab plane into square cells, and the O(1) encoder from 8-bit sRGB.
+
+The ab plane is cut into cells of ``cell`` × ``cell`` ab units whose edges lie on multiples of
+``cell``, covering [-128, 128) and extended outwards to whole cells. A cell is *in gamut* when at
+least one of the 2^24 8-bit sRGB colours falls into it; this is computed, never hard-coded
+(grid 16: 114 cells, the reference study's 114 bins; grid 10: 268 cells).
+
+Encoding a pixel is a table look-up indexed by its 24-bit colour ``r << 16 | g << 8 | b``,
+which yields its L, its cell and its chroma at once.
+"""
+
+import os
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from colorize_core.color import lab_from_xyz, linear_from_srgb
+from colorize_core.constants import AB_EXTENT, NUM_SRGB_COLOURS, XYZ_FROM_RGB
+from colorize_core.io import atomic_output
+
+#: Bump when the tables' definition changes, so stale disk caches are ignored.
+LUT_VERSION = 1
+#: Colours converted per chunk when the look-up table is built (bounds its memory to ~0.5 GB).
+_LUT_CHUNK = 2**21
+
+
+@dataclass(frozen=True)
+class AbGrid:
+    """A square grid over the ab plane.
+
+    Cells are numbered row-major: ``cell = i * cells_per_axis + j`` with ``i`` along a and
+    ``j`` along b.
+    """
+
+    cell: int  # edge of one cell in ab units (reference study: 16, Zhang et al.: 10)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cell, int) or not 2 <= self.cell <= 64:
+            raise ValueError(f"grid cell size must be an integer in [2, 64], got {self.cell!r}")
+
+    @property
+    def low(self) -> int:
+        """Lowest cell edge on both axes, a multiple of ``cell`` (grid 16: -128; grid 10: -130)."""
+        return self.cell * int(np.floor(-AB_EXTENT / self.cell))
+
+    @property
+    def cells_per_axis(self) -> int:
+        return int(np.ceil(AB_EXTENT / self.cell)) - int(np.floor(-AB_EXTENT / self.cell))
+
+    @property
+    def num_cells(self) -> int:
+        return self.cells_per_axis**2
+
+    @property
+    def index_dtype(self) -> np.dtype:
+        """Smallest unsigned dtype that holds every cell index."""
+        return np.dtype(np.uint8 if self.num_cells <= 256 else np.uint16)
+
+    @cached_property
+    def centres(self) -> np.ndarray:
+        """ab centre of every cell, shape (num_cells, 2), float64."""
+        axis = self.low + self.cell * (np.arange(self.cells_per_axis) + 0.5)
+        a, b = np.meshgrid(axis, axis, indexing="ij")
+        return np.stack([a.ravel(), b.ravel()], axis=1)
+
+    def cells_from_ab(self, ab: np.ndarray) -> np.ndarray:
+        """Cell index of ab values by arithmetic, shape (..., 2) -> (...), int64.
+
+        Values outside the grid are clamped to its border cells.
+        """
+        ab = np.asarray(ab, dtype=np.float64)
+        ij = np.floor((ab - self.low) / self.cell).astype(np.int64)
+        ij = np.clip(ij, 0, self.cells_per_axis - 1)
+        return ij[..., 0] * self.cells_per_axis + ij[..., 1]
+
+
+@dataclass(frozen=True)
+class SrgbLut:
+    """Look-up tables over all 2^24 8-bit sRGB colours, indexed by ``r << 16 | g << 8 | b``."""
+
+    grid: AbGrid
+    lightness: np.ndarray  # (2^24,) float16, CIE L* in [0, 100]
+    cell: np.ndarray  # (2^24,) grid.index_dtype, ab cell of the colour
+    chroma: np.ndarray  # (2^24,) float16, |ab| of the colour
+
+    @cached_property
+    def in_gamut(self) -> np.ndarray:
+        """Boolean mask of the grid's cells that some 8-bit sRGB colour reaches, (num_cells,)."""
+        return np.bincount(self.cell, minlength=self.grid.num_cells) > 0
+
+    def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Encode 8-bit sRGB pixels.
+
+        Parameters
+        ----------
+        rgb : (..., 3) uint8 array
+
+        Returns
+        -------
+        lightness : (...) float16, CIE L*
+        cell : (...) grid.index_dtype, ab cell index
+        chroma : (...) float16, |ab|
+        """
+        if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
+            raise ValueError(f"rgb must be uint8 of shape (..., 3), got {rgb.dtype} {rgb.shape}")
+        index = colour_index_from_rgb(rgb)
+        return self.lightness[index], self.cell[index], self.chroma[index]
+
+
+def colour_index_from_rgb(rgb: np.ndarray) -> np.ndarray:
+    """24-bit colour index ``r << 16 | g << 8 | b`` of uint8 pixels, (..., 3) -> (...), int32."""
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def _lab_of_all_colours(start: int, stop: int) -> np.ndarray:
+    """Lab of the 8-bit colours with indices in [start, stop), shape (stop - start, 3), float64."""
+    index = np.arange(start, stop, dtype=np.int64)
+    # XYZ is linear in the linearised channels: add up one (256, 3) table per channel.
+    linear_of_byte = linear_from_srgb(np.arange(256) / 255.0)  # (256,)
+    xyz_of_channel = linear_of_byte[:, None, None] * XYZ_FROM_RGB.T[None]  # (256, 3 channels, 3 xyz)
+    xyz = xyz_of_channel[index >> 16, 0] + xyz_of_channel[(index >> 8) & 255, 1] + xyz_of_channel[index & 255, 2]
+    return lab_from_xyz(xyz)
+
+
+def _build_lut(grid: AbGrid) -> SrgbLut:
+    lightness = np.empty(NUM_SRGB_COLOURS, np.float16)
+    cells = np.empty(NUM_SRGB_COLOURS, grid.index_dtype)
+    chroma = np.empty(NUM_SRGB_COLOURS, np.float16)
+    for start in range(0, NUM_SRGB_COLOURS, _LUT_CHUNK):
+        stop = start + _LUT_CHUNK
+        lab = _lab_of_all_colours(start, stop)
+        lightness[start:stop] = lab[:, 0]
+        cells[start:stop] = grid.cells_from_ab(lab[:, 1:])
+        chroma[start:stop] = np.hypot(lab[:, 1], lab[:, 2])
+    return SrgbLut(grid, lightness, cells, chroma)
+
+
+def lut_cache_path(cell: int) -> Path:
+    """Where the tables of a grid are cached between runs (``$COLORIZE_CACHE``, else ~/.cache/colorize)."""
+    folder = Path(os.environ.get("COLORIZE_CACHE", Path.home() / ".cache" / "colorize"))
+    return folder / f"srgb_lut_v{LUT_VERSION}_grid{cell}.npz"
+
+
+@lru_cache(maxsize=4)
+def srgb_lut(cell: int) -> SrgbLut:
+    """The encoder tables of a grid: built once (a few seconds), then read from the disk cache."""
+    grid = AbGrid(cell)
+    path = lut_cache_path(cell)
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            lut = SrgbLut(grid, cached["lightness"], cached["cell"], cached["chroma"])
+        if all(len(table) == NUM_SRGB_COLOURS for table in (lut.lightness, lut.cell, lut.chroma)):
+            return lut
+    except (OSError, KeyError, ValueError):
+        pass
+    lut = _build_lut(grid)
+    try:
+        with atomic_output(path) as f:
+            np.savez(f, lightness=lut.lightness, cell=lut.cell, chroma=lut.chroma)
+    except OSError:
+        pass  # a read-only home only costs the rebuild next time
+    return lut

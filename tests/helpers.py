@@ -1,0 +1,94 @@
+"""Test pictures made here: smooth colour gradients, and files of every awkward kind."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def colourful_rgb(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """A smooth, saturated test picture (gradients of hue), (H, W, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    rgb = 0.5 + 0.45 * np.sin(2 * np.pi * np.stack([x + y, x - y, 2 * x], -1) + phase)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def png_with_claimed_size(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` × ``height`` pixels but holds almost no data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def exif_rotated_jpeg(path: Path) -> None:
+    """A 40×20 JPEG, left half red, right half blue, tagged orientation 6 (display rotated 90° CW).
+
+    Displayed upright it is 20 wide and 40 tall, red on top, blue below.
+    """
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    rgb[:, :20] = (220, 20, 20)
+    rgb[:, 20:] = (20, 20, 220)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(path, quality=95, exif=exif)
+
+
+def write_image_zoo(folder: Path) -> dict[str, str]:
+    """Write one file of every awkward kind; returns name -> what should happen to it.
+
+    Outcomes: "written", "skipped_unreadable", "excluded_grayscale", "excluded_no_chroma".
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = colourful_rgb()
+    expected = {}
+
+    def save(name: str, image: Image.Image, outcome: str, **kwargs) -> None:
+        image.save(folder / name, **kwargs)
+        expected[name] = outcome
+
+    save("good.jpg", Image.fromarray(rgb), "written", quality=95)
+    save("good.png", Image.fromarray(rgb), "written")
+    save("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"), "written", quality=95)
+    save("palette.png", Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE), "written")
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])
+    save("alpha.png", Image.fromarray(rgba), "written")
+    save("tiny.png", Image.fromarray(rgb[:2, :3]), "written")
+    save("large.jpg", Image.fromarray(colourful_rgb(2400, 3200, seed=1)), "written", quality=90)
+    save("gray.jpg", Image.fromarray(rgb).convert("L"), "excluded_grayscale", quality=95)
+    gray16 = (np.linspace(0, 65535, 48 * 64).reshape(48, 64)).astype(np.uint16)
+    save("gray16.png", Image.fromarray(gray16), "excluded_grayscale")
+    gray_as_rgb = Image.fromarray(rgb).convert("L").convert("RGB")
+    save("gray_as_rgb.png", gray_as_rgb, "excluded_no_chroma")
+    exif_rotated_jpeg(folder / "rotated.jpg")
+    expected["rotated.jpg"] = "written"
+
+    (folder / "empty.jpg").write_bytes(b"")
+    expected["empty.jpg"] = "skipped_unreadable"
+    (folder / "notes.png").write_text("this is not an image\n")
+    expected["notes.png"] = "skipped_unreadable"
+    good = (folder / "good.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    expected["truncated.jpg"] = "skipped_unreadable"
+    corrupt = bytearray(good)
+    corrupt[200:400] = b"\xff" * 200
+    (folder / "corrupt.jpg").write_bytes(bytes(corrupt[:300]))
+    expected["corrupt.jpg"] = "skipped_unreadable"
+    (folder / "bomb.png").write_bytes(png_with_claimed_size(100_000, 100_000))
+    expected["bomb.png"] = "skipped_unreadable"
+    return expected
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()

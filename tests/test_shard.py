@@ -1,0 +1,176 @@
+"""The shard stage: contents against scikit-image, determinism, resume, and every bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+from PIL import Image
+from skimage.color import rgb2lab
+
+from colorize_core.config import ShardParams
+from colorize_core.data import shard as shard_module
+from colorize_core.data.sample import Record, write_list
+from colorize_core.data.shard import CELL_KEY, LIGHTNESS_KEY, read_index, run_shard, shard_urls
+from colorize_core.images import ImageError, load_rgb8
+from helpers import colourful_rgb, exif_rotated_jpeg, png_with_claimed_size
+
+
+def write_lists(folder: Path, train: list[Path], val=(), test=()) -> Path:
+    for split, paths in (("train", train), ("val", val), ("test", test)):
+        write_list([Record(str(p), "n01440764", 0) for p in paths], folder / f"{split}.csv")
+    return folder
+
+
+def colour_photos(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"photo_{i:03d}.png"
+        Image.fromarray(colourful_rgb(40 + i, 56, seed=i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def read_samples(shards: Path, split: str = "train") -> list[dict]:
+    pipeline = wds.DataPipeline(wds.SimpleShardList(shard_urls(shards, split)), wds.tarfile_to_samples())
+    return [
+        {**s, LIGHTNESS_KEY: wds.autodecode.npy_loads(s[LIGHTNESS_KEY]), CELL_KEY: wds.autodecode.npy_loads(s[CELL_KEY])}
+        for s in pipeline
+    ]
+
+
+def tar_bytes(shards: Path) -> dict[str, bytes]:
+    return {p.relative_to(shards).as_posix(): p.read_bytes() for p in sorted(shards.rglob("*.tar"))}
+
+
+PARAMS = ShardParams(size=32, samples_per_shard=4, workers=1)
+
+
+def test_samples_hold_l_and_cells_of_the_resized_image(tmp_path):
+    photos = colour_photos(tmp_path / "img", 3)
+    run_shard(PARAMS, write_lists(tmp_path, photos), tmp_path / "shards", tmp_path / "reports")
+    samples = read_samples(tmp_path / "shards")
+    assert [s["__key__"] for s in samples] == ["000000", "000001", "000002"]
+    for path, sample in zip(photos, samples):
+        rgb = np.asarray(Image.open(path).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR))
+        lab = rgb2lab(rgb / 255.0)
+        assert sample[LIGHTNESS_KEY].dtype == np.float16 and sample[LIGHTNESS_KEY].shape == (32, 32)
+        assert np.abs(sample[LIGHTNESS_KEY] - lab[..., 0]).max() < 0.05
+        cells = np.floor((lab[..., 1] + 128) / 16) * 16 + np.floor((lab[..., 2] + 128) / 16)
+        assert sample[CELL_KEY].dtype == np.uint8
+        assert (sample[CELL_KEY] == cells).mean() > 0.999
+        assert json.loads(sample["json"])["path"] == str(path) and sample["cls"] == b"0"
+
+
+def test_shards_are_byte_identical_across_runs_and_worker_counts(tmp_path):
+    lists = write_lists(tmp_path, colour_photos(tmp_path / "img", 10))
+    run_shard(PARAMS, lists, tmp_path / "one", tmp_path / "r1")
+    run_shard(ShardParams(size=32, samples_per_shard=4, workers=2), lists, tmp_path / "two", tmp_path / "r2")
+    first, second = tar_bytes(tmp_path / "one"), tar_bytes(tmp_path / "two")
+    assert len(first) == 3 and first == second
+
+
+def test_interrupted_run_resumes_and_ends_identical(tmp_path, monkeypatch):
+    lists = write_lists(tmp_path, colour_photos(tmp_path / "img", 10))
+    run_shard(PARAMS, lists, tmp_path / "reference", tmp_path / "r0")
+
+    real_write_tar = shard_module.write_tar
+    written = []
+
+    def write_then_die(path, samples):
+        if len(written) == 2:
+            raise KeyboardInterrupt  # as if killed while writing the third shard
+        real_write_tar(path, samples)
+        written.append(path)
+
+    monkeypatch.setattr(shard_module, "write_tar", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_shard(PARAMS, lists, tmp_path / "shards", tmp_path / "r1")
+    split_dir = tmp_path / "shards" / "train"
+    assert sorted(p.name for p in split_dir.iterdir()) == [
+        "shard-000000.json",
+        "shard-000000.tar",
+        "shard-000001.json",
+        "shard-000001.tar",
+    ]  # complete shards only, no temporary file left
+    mtimes = {p.name: p.stat().st_mtime_ns for p in split_dir.iterdir()}
+
+    monkeypatch.setattr(shard_module, "write_tar", real_write_tar)
+    run_shard(PARAMS, lists, tmp_path / "shards", tmp_path / "r1")
+    assert all(p.stat().st_mtime_ns == mtimes[p.name] for p in split_dir.iterdir() if p.name in mtimes)
+    assert tar_bytes(tmp_path / "shards") == tar_bytes(tmp_path / "reference")
+
+
+def test_changed_parameters_rebuild_and_shrinking_lists_drop_old_shards(tmp_path):
+    photos = colour_photos(tmp_path / "img", 10)
+    run_shard(PARAMS, write_lists(tmp_path, photos), tmp_path / "shards", tmp_path / "r")
+    run_shard(ShardParams(size=16, samples_per_shard=4, workers=1), write_lists(tmp_path, photos[:5]), tmp_path / "shards", tmp_path / "r")
+    samples = read_samples(tmp_path / "shards")
+    assert len(samples) == 5 and samples[0][LIGHTNESS_KEY].shape == (16, 16)
+    assert sorted(p.name for p in (tmp_path / "shards" / "train").glob("*.tar")) == ["shard-000000.tar", "shard-000001.tar"]
+
+
+def test_every_bad_input_is_skipped_or_excluded_with_a_reason(tmp_path, image_zoo):
+    folder, expected = image_zoo
+    paths = [folder / name for name in sorted(expected)]
+    counts = run_shard(
+        ShardParams(size=32, samples_per_shard=100, workers=2),
+        write_lists(tmp_path, paths),
+        tmp_path / "shards",
+        tmp_path / "reports",
+    )
+    written = {Path(json.loads(s["json"])["path"]).name for s in read_samples(tmp_path / "shards")}
+    assert written == {name for name, outcome in expected.items() if outcome == "written"}
+    problems = (tmp_path / "reports" / "shard_skipped.csv").read_text().splitlines()[1:]
+    got = {Path(line.split(",")[2]).name: line.split(",")[1] for line in problems}
+    assert got == {name: outcome for name, outcome in expected.items() if outcome != "written"}
+    for outcome in ("skipped_unreadable", "excluded_grayscale", "excluded_no_chroma"):
+        assert counts["train"][outcome] == sum(v == outcome for v in expected.values())
+    assert json.loads((tmp_path / "reports" / "shard.json").read_text()) == counts
+    reasons = {Path(line.split(",")[2]).name: line for line in problems}
+    assert "refused before decoding" in reasons["bomb.png"]
+    assert "empty file" in reasons["empty.jpg"]
+    assert read_index(tmp_path / "shards")["splits"]["train"]["samples"] == len(written)
+
+
+def test_unusual_images_are_converted_correctly(tmp_path):
+    rgb = colourful_rgb()
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
+    converted, mode = load_rgb8(tmp_path / "cmyk.tif")
+    assert mode == "CMYK" and np.abs(converted.astype(int) - rgb).max() <= 2
+
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
+    palette.save(tmp_path / "palette.png")
+    assert np.array_equal(load_rgb8(tmp_path / "palette.png")[0], np.asarray(palette.convert("RGB")))
+
+    gray16 = np.full((8, 8), 200 * 257, np.uint16)  # 16-bit 51400 is 8-bit 200
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    converted, mode = load_rgb8(tmp_path / "gray16.png")
+    assert mode == "I;16" and np.all(converted == 200)
+
+    rgba = np.dstack([rgb, np.zeros(rgb.shape[:2], np.uint8)])  # fully transparent
+    Image.fromarray(rgba).save(tmp_path / "transparent.png")
+    assert np.all(load_rgb8(tmp_path / "transparent.png")[0] == 255)  # composited onto white
+
+    exif_rotated_jpeg(tmp_path / "rotated.jpg")
+    upright, _ = load_rgb8(tmp_path / "rotated.jpg")
+    assert upright.shape == (40, 20, 3)
+    assert upright[5, 10, 0] > 150 and upright[5, 10, 2] < 100  # red on top
+    assert upright[35, 10, 2] > 150 and upright[35, 10, 0] < 100  # blue below
+
+
+def test_pixel_limit_refuses_from_the_header_without_allocating(tmp_path):
+    import tracemalloc
+
+    (tmp_path / "bomb.png").write_bytes(png_with_claimed_size(60_000, 50_000))
+    tracemalloc.start()
+    with pytest.raises(ImageError, match=r"60000x50000 = 3,000,000,000 pixels"):
+        load_rgb8(tmp_path / "bomb.png")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1_000_000  # a decode would need 9 GB
+    with pytest.raises(ImageError, match="max_pixels"):
+        load_rgb8(tmp_path / "bomb.png", max_pixels=10)

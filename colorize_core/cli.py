@@ -109,5 +109,41 @@ def histogram(params_path: Path, shards_dir: Path, out_path: Path, figure_path: 
     run_histogram(params.histogram, shards_dir, out_path, figure_path)
 
 
+@main.command()
+@PARAMS_OPTION
+@click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default="data/shards")
+@click.option("--bins", "bins_path", type=click.Path(dir_okay=False, path_type=Path), default="data/bins.json")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default="models")
+@click.option("--train-log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default="reports/train_log.csv")
+@click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path), default="reports/loss.png")
+@click.option(
+    "--resume/--no-resume",
+    default=None,
+    help="Continue from the last complete epoch (fail if there is none) / start afresh. "
+    "Default: continue when a state saved with the same settings exists.",
+)
+@friendly_errors
+def train(
+    params_path: Path,
+    shards_dir: Path,
+    bins_path: Path,
+    models_dir: Path,
+    log_path: Path,
+    figure_path: Path,
+    resume: bool | None,
+) -> None:
+    """Train the colorizer with the class-rebalanced cross-entropy.
+
+    Writes MODELS/best.pt (lowest validation loss) and MODELS/last.pt (final epoch), both
+    self-contained, the per-epoch log and the loss figure. On several GPUs or machines, start
+    the same command with `torchrun --nproc_per_node=N`.
+    """
+    from colorize_core.train.trainer import run_train
+
+    params = load_params(params_path)
+    mode = {None: "auto", True: "require", False: "never"}[resume]
+    run_train(params.train, shards_dir, bins_path, models_dir, log_path, figure_path, resume=mode)
+
+
 if __name__ == "__main__":
     main()

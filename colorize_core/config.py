@@ -123,6 +123,7 @@ class TrainParams:
     epochs: int = 10
     batch_size: int = 32  # per process
     lr: float = 3e-5  # Adam learning rate (Zhang et al. at full scale)
+    lr_schedule: str = "constant"  # constant (Zhang et al.) | cosine (decays to 0 over `epochs`)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 1e-3
     rebalance: bool = True  # weight each pixel by the rebalancing weight of its true bin
@@ -142,6 +143,12 @@ class TrainParams:
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1", self.epochs)
         _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1", self.batch_size)
         _require(self.lr > 0, f"{key}.lr", "must be positive", self.lr)
+        _require(
+            self.lr_schedule in ("constant", "cosine"),
+            f"{key}.lr_schedule",
+            "must be constant or cosine",
+            self.lr_schedule,
+        )
         _require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
             f"{key}.betas",

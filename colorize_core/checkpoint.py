@@ -1,0 +1,106 @@
+"""Self-contained checkpoints: enough to colorize a photo from the file alone.
+
+A checkpoint is a dict of plain types and tensors (architecture name and config, weights, the
+kept bins with their mapping and weights, the training resolution, epoch and validation loss).
+It is saved with ``torch.save`` and loaded only with ``torch.load(..., weights_only=True)``, so a
+file that carries a pickled object is refused instead of run.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from colorize_core.bins import Bins
+from colorize_core.io import atomic_write_bytes
+from colorize_core.model import ModelConfig, build_model
+
+CHECKPOINT_FORMAT = "colorize-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint; the message names it."""
+
+
+@dataclass
+class Checkpoint:
+    config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    bins: Bins
+    train_size: int  # side of the square images the network was trained on
+    epoch: int
+    val_loss: float
+    kind: str = "last"  # "best" (lowest validation loss) or "last" (final epoch)
+    train_params: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.config.to_dict(),
+            "state_dict": self.state_dict,
+            "bins": self.bins.to_dict(),
+            "train_size": self.train_size,
+            "epoch": self.epoch,
+            "val_loss": self.val_loss,
+            "kind": self.kind,
+            "train_params": self.train_params or {},
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (temporary file, then rename)."""
+        buffer = io.BytesIO()
+        torch.save(self.to_dict(), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def build_model(self) -> nn.Module:
+        """The network with the checkpoint's weights, in eval mode, on the CPU."""
+        model = build_model(self.config)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def safe_torch_load(path: str | Path):
+    """``torch.load`` restricted to tensors and plain types; never unpickles arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: refused, it holds objects other than tensors and plain data ({first_line})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :meth:`Checkpoint.save`.
+
+    Raises
+    ------
+    CheckpointError
+        when the file is missing, unsafe, or not a colorize checkpoint.
+    """
+    data = safe_torch_load(path)
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a colorize checkpoint (expected format {CHECKPOINT_FORMAT})")
+    try:
+        return Checkpoint(
+            config=ModelConfig(**data["model"]),
+            state_dict=data["state_dict"],
+            bins=Bins.from_dict(data["bins"]),
+            train_size=int(data["train_size"]),
+            epoch=int(data["epoch"]),
+            val_loss=float(data["val_loss"]),
+            kind=str(data["kind"]),
+            train_params=dict(data["train_params"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: incomplete checkpoint ({error})") from None

@@ -1,0 +1,205 @@
+"""Training: the loss against hand computations, overfitting, resume after kill -9, DDP, safety."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from colorize_core.bins import Bins
+from colorize_core.checkpoint import CheckpointError, load_checkpoint
+from colorize_core.config import HistogramParams, ShardParams, TrainParams, to_dict
+from colorize_core.data.histogram import nearest_kept, run_histogram
+from colorize_core.data.shard import run_shard
+from colorize_core.quantize import AbGrid
+from colorize_core.train.loss import RebalancedCrossEntropy
+from colorize_core.train.trainer import run_train
+from test_shard import colour_photos, write_lists
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- the loss on a 2×2 example --------------------------------------------------------------
+
+GRID = AbGrid(16)
+KEPT = np.array([136, 138, 152])  # ab centres (8, 8), (8, 40), (24, 8)
+CENTRES = np.array([[8.0, 8.0], [8.0, 40.0], [24.0, 8.0]])
+WEIGHTS = np.array([0.5, 2.0, 1.5])
+CELLS = np.array([[[136, 152], [138, 168]]])  # cell 168 has centre (40, 8): nearest kept is class 2
+CLASSES = np.array([[0, 2], [1, 2]])
+LOGITS = np.array([[[[1.0, -0.5], [0.2, 2.0]], [[0.0, 1.5], [-1.0, 0.3]], [[-0.7, 0.4], [0.9, -1.2]]]])
+
+
+def small_bins() -> Bins:
+    return Bins(
+        grid=GRID,
+        kept_cells=KEPT,
+        class_from_cell=nearest_kept(GRID, KEPT),
+        counts=np.array([5, 3, 2]),
+        prior=np.array([0.5, 0.3, 0.2]),
+        weights=WEIGHTS,
+        sigma=5.0,
+        lambda_=0.5,
+    )
+
+
+def hand_loss(rebalance: bool, soft: bool) -> float:
+    """Formula 1 written out pixel by pixel with NumPy."""
+    total = 0.0
+    for y in range(2):
+        for x in range(2):
+            z = LOGITS[0, :, y, x]
+            log_p = z - np.log(np.exp(z).sum())
+            q = CLASSES[y, x]
+            if soft:
+                cell = CELLS[0, y, x]
+                centre = np.array([GRID.low + 16 * (cell // 16) + 8, GRID.low + 16 * (cell % 16) + 8])
+                d2 = ((CENTRES - centre) ** 2).sum(1)
+                target = np.exp(-d2 / (2 * 5.0**2))  # all 3 kept bins are among the 5 nearest
+                target /= target.sum()
+            else:
+                target = np.eye(3)[q]
+            v = WEIGHTS[q] if rebalance else 1.0
+            total += -v * (target * log_p).sum()
+    return total / 4
+
+
+@pytest.mark.parametrize("rebalance", [False, True])
+@pytest.mark.parametrize("encoding", ["hard", "soft"])
+def test_loss_equals_hand_computation(rebalance, encoding):
+    loss = RebalancedCrossEntropy(small_bins(), rebalance=rebalance, encoding=encoding)
+    got = loss(torch.tensor(LOGITS, dtype=torch.float32), torch.tensor(CELLS))
+    assert got.item() == pytest.approx(hand_loss(rebalance, encoding == "soft"), rel=1e-5)
+
+
+def test_soft_encoding_is_not_one_hot_between_bins():
+    # Cell 137 (centre (8, 24)) lies 16 from classes 0 and 1: the soft target splits evenly.
+    targets = small_bins().soft_targets()[137]
+    assert targets[0] == pytest.approx(targets[1]) and targets[0] > 0.45
+
+
+# --- training runs ----------------------------------------------------------------------------
+
+TINY = TrainParams(arch="eccv16", width=0.125, epochs=3, batch_size=4, lr=3e-3, shuffle_buffer=8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """4 train shards of 2 colour images at 32×32, 1 val shard, and their bins."""
+    root = tmp_path_factory.mktemp("tiny")
+    photos = colour_photos(root / "img", 10)
+    lists = write_lists(root, photos[:8], val=photos[8:])
+    run_shard(ShardParams(size=32, samples_per_shard=2, workers=1), lists, root / "shards", root / "reports")
+    run_histogram(HistogramParams(), root / "shards", root / "bins.json", root / "bins.png")
+    return root
+
+
+def train(data: Path, out: Path, params: TrainParams = TINY, **kwargs):
+    return run_train(params, data / "shards", data / "bins.json", out / "models", out / "log.csv", **kwargs)
+
+
+def test_tiny_model_overfits_its_shards(tiny_data, tmp_path):
+    params = TrainParams(**{**to_dict(TINY), "epochs": 40, "rebalance": False})
+    state = train(tiny_data, tmp_path, params)
+    first, last = state.history[0]["train_loss"], state.history[-1]["train_loss"]
+    assert last < first / 2, (first, last)
+
+
+def test_checkpoints_are_self_contained(tiny_data, tmp_path):
+    train(tiny_data, tmp_path)
+    best, last = load_checkpoint(tmp_path / "models" / "best.pt"), load_checkpoint(tmp_path / "models" / "last.pt")
+    assert (best.kind, last.kind, last.epoch) == ("best", "last", 3)
+    assert best.val_loss == min(float(row.split(",")[2]) for row in (tmp_path / "log.csv").read_text().splitlines()[1:])
+    assert last.train_size == 32 and last.config.num_classes == last.bins.num_classes
+    model = last.build_model()
+    assert model(torch.full((1, 1, 32, 32), 50.0)).shape == (1, last.bins.num_classes, 8, 8)
+
+
+def test_training_is_deterministic_on_cpu(tiny_data, tmp_path):
+    a = train(tiny_data, tmp_path / "a", resume="never")
+    b = train(tiny_data, tmp_path / "b", resume="never")
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+
+
+def write_params(path: Path, train_params: TrainParams) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"] = to_dict(train_params)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def train_command(data: Path, out: Path, params_file: Path) -> list[str]:
+    return [
+        "--params", str(params_file), "--shards", str(data / "shards"), "--bins", str(data / "bins.json"),
+        "--models", str(out / "models"), "--train-log", str(out / "log.csv"), "--figure", str(out / "loss.png"),
+    ]  # fmt: skip
+
+
+def test_resume_after_kill_9_gives_identical_weights(tiny_data, tmp_path):
+    params = TrainParams(**{**to_dict(TINY), "epochs": 6})
+    reference = train(tiny_data, tmp_path / "reference", params)
+
+    params_file = write_params(tmp_path / "params.yaml", params)
+    command = [sys.executable, str(ROOT / "stages" / "train.py"), *train_command(tiny_data, tmp_path, params_file)]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "models" / "resume" / "state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # kill -9 somewhere inside epoch 2
+    process.wait()
+    assert state.exists() and not (tmp_path / "models" / "last.pt").exists()
+
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "resuming after epoch" in result.stderr
+    resumed = load_checkpoint(tmp_path / "models" / "last.pt").state_dict
+    assert all(torch.equal(resumed[k], reference.model[k]) for k in resumed)
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 1 + 6  # no epoch logged twice
+
+
+def test_resume_flag_requires_a_saved_state(tiny_data, tmp_path):
+    from click.testing import CliRunner
+
+    from colorize_core.cli import main
+
+    params_file = write_params(tmp_path / "params.yaml", TINY)
+    result = CliRunner().invoke(main, ["train", "--resume", *train_command(tiny_data, tmp_path, params_file)])
+    assert result.exit_code == 1 and "no saved training state" in result.output
+
+
+def test_two_process_gloo_ddp(tiny_data, tmp_path):
+    params_file = write_params(tmp_path / "params.yaml", TrainParams(**{**to_dict(TINY), "epochs": 2, "threads": 1}))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        str(ROOT / "stages" / "train.py"), *train_command(tiny_data, tmp_path, params_file),
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "× 2 processes" in result.stderr
+    checkpoint = load_checkpoint(tmp_path / "models" / "last.pt")
+    assert checkpoint.epoch == 2 and np.isfinite(checkpoint.val_loss)
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 3
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo owned",))
+
+
+def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
+    torch.save({"format": "colorize-checkpoint/1", "evil": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pt")
+    with open(tmp_path / "plain.pkl", "wb") as f:
+        pickle.dump({"a": Payload()}, f)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "plain.pkl")

@@ -145,5 +145,112 @@ def train(
     run_train(params.train, shards_dir, bins_path, models_dir, log_path, figure_path, resume=mode)
 
 
+def parse_temperatures(value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        temperatures = [float(t) for t in value.split(",") if t.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+    if not temperatures or any(t < 0 for t in temperatures):
+        raise click.BadParameter(f"{value!r}: temperatures must be >= 0")
+    return temperatures
+
+
+@main.command()
+@PARAMS_OPTION
+@click.option("--lists", "lists_dir", type=click.Path(file_okay=False, path_type=Path), default="data/sample")
+@click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default="data/shards")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default="models")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="data/decoded")
+@friendly_errors
+def decode(params_path: Path, lists_dir: Path, shards_dir: Path, models_dir: Path, out_dir: Path) -> None:
+    """Colorize the test split at every temperature with each checkpoint (MODELS/best.pt, last.pt).
+
+    Writes OUT/<checkpoint>/T<t>/<key>.png at the images' full resolution and OUT/manifest.json.
+    The temperatures are params `temperatures` plus `T`. Re-running resumes and only adds what
+    is missing.
+    """
+    from colorize_core.evaluate.decode_split import run_decode
+
+    params = load_params(params_path)
+    checkpoints = {name: models_dir / f"{name}.pt" for name in params.decode.checkpoints}
+    run_decode(
+        lists_dir,
+        shards_dir,
+        checkpoints,
+        params.sweep,
+        out_dir,
+        device=params.decode.device,
+        batch_size=params.decode.batch_size,
+        max_pixels=params.decode.max_pixels,
+    )
+
+
+@main.command()
+@click.option(
+    "--params",
+    "params_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Parameter file (T, temperatures, evaluate.*). Default: params.yaml in pipeline mode, built-in defaults otherwise.",
+)
+@click.option("--decoded", "decoded_dir", type=click.Path(file_okay=False, path_type=Path), help="Pipeline mode: the decode stage's output.")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default="models", help="Pipeline mode: folder of best.pt / last.pt.")
+@click.option("--checkpoint", "checkpoint_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="Ad-hoc mode: a checkpoint to evaluate (repeatable).")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Ad-hoc mode: a folder of <synset>/<image>.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="reports", help="Folder for the tables, metrics, figures and index.html.")
+@click.option("--T", "T", type=float, default=None, help="Headline temperature (default: params T).")
+@click.option("--temperatures", default=None, help="Comma-separated sweep, e.g. 0,0.09,0.38 (default: params temperatures).")
+@click.option("--classifier", type=str, default=None, help="efficientnet_lite0 or vgg16 (default: params evaluate.classifier).")
+@click.option("--vgg16-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, help="torchvision's vgg16-397923af.pth.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@friendly_errors
+def evaluate(
+    params_path: Path | None,
+    decoded_dir: Path | None,
+    models_dir: Path,
+    checkpoint_paths: tuple[Path, ...],
+    images_dir: Path | None,
+    out_dir: Path,
+    T: float | None,
+    temperatures: str | None,
+    classifier: str | None,
+    vgg16_weights: Path | None,
+    device: str | None,
+) -> None:
+    """Classify every variant of every test image and write tables, metrics, figures and a page.
+
+    Variants: ORIGINAL, each temperature of each checkpoint, and BW IMG (the gray input).
+    Pipeline mode (the DVC stage): --decoded DIR --models DIR. Ad-hoc mode, no pipeline needed:
+    --checkpoint PATH [--checkpoint PATH ...] --images DIR laid out as <synset>/<image>.
+    """
+    from colorize_core.config import Params, validate_temperature
+    from colorize_core.evaluate.run import run_evaluate_adhoc, run_evaluate_pipeline
+
+    if (images_dir is None) == (decoded_dir is None):
+        raise click.UsageError("give either --decoded (pipeline) or --checkpoint and --images (ad hoc)")
+    if images_dir is not None and not checkpoint_paths:
+        raise click.UsageError("--images needs at least one --checkpoint")
+    if params_path is None and images_dir is None:
+        params_path = Path("params.yaml")
+    params = load_params(params_path) if params_path is not None else Params()
+    if T is not None:
+        validate_temperature(T, "--T")
+        params.T = T
+    params.temperatures = parse_temperatures(temperatures) or params.temperatures
+    if classifier is not None:
+        params.evaluate.classifier = classifier
+    if vgg16_weights is not None:
+        params.evaluate.vgg16_weights = str(vgg16_weights)
+    if device is not None:
+        params.evaluate.device = device
+    params.evaluate.validate("evaluate")
+    if images_dir is not None:
+        run_evaluate_adhoc(params, list(checkpoint_paths), images_dir, out_dir)
+    else:
+        run_evaluate_pipeline(params, decoded_dir, models_dir, out_dir)
+
+
 if __name__ == "__main__":
     main()

@@ -92,3 +92,30 @@ def encode_png(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def tiny_checkpoint(path: Path, train_size: int = 32, seed: int = 0) -> Path:
+    """A self-contained checkpoint of an untrained narrow network over the in-gamut bins of grid 16."""
+    import torch
+
+    from colorize_core.checkpoint import Checkpoint
+    from colorize_core.config import HistogramParams
+    from colorize_core.data.histogram import bins_from_counts
+    from colorize_core.model import ModelConfig, build_model
+    from colorize_core.quantize import AbGrid, srgb_lut
+
+    grid = AbGrid(16)
+    counts = np.where(srgb_lut(16).in_gamut, np.arange(grid.num_cells) % 7 + 1, 0)
+    bins = bins_from_counts(counts, grid, HistogramParams())
+    config = ModelConfig("eccv16", 0.125, bins.num_classes)
+    torch.manual_seed(seed)
+    model = build_model(config)
+    Checkpoint(config, model.state_dict(), bins, train_size, epoch=1, val_loss=1.0, kind="best").save(path)
+    return path
+
+
+def skimage_photo(name: str) -> np.ndarray:
+    """A colour photo that scikit-image ships, (H, W, 3) uint8."""
+    import skimage.data
+
+    return getattr(skimage.data, name)()

@@ -77,6 +77,9 @@ def test_folder_source_takes_class_from_parent(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "photos" / "b.jpg")
     records = list_folder(tmp_path, "photos")
     assert [(Path(r.path).name, r.synset, r.class_index) for r in records] == [("b.jpg", "", -1), ("a.png", "dogs", -1)]
+    (tmp_path / "photos" / "n02124075").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "photos" / "n02124075" / "c.png")
+    assert list_folder(tmp_path, "photos")[-1].class_index == 285  # ImageNet order without a mapping file
 
 
 def test_demo_is_deterministic_and_uses_bundled_photos(tmp_path):

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from colorize_core import imagenet
 from colorize_core.config import SPLITS, ConfigError, SampleParams
 from colorize_core.constants import SYNSET_MAPPING_FILE, VAL_SOLUTION_FILE
+from colorize_core.imagenet import parse_synset_mapping
 from colorize_core.images import is_image_path
 from colorize_core.io import atomic_write_csv
 
@@ -47,23 +49,11 @@ class Record:
     class_index: int = UNLABELLED  # line of the synset in LOC_synset_mapping.txt; -1 when unknown
 
 
-def read_synset_mapping(path: Path) -> tuple[list[str], dict[str, str]]:
-    """``LOC_synset_mapping.txt`` -> (synsets in class-index order, synset -> human name)."""
-    synsets, names = [], {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            synset, _, name = line.strip().partition(" ")
-            synsets.append(synset)
-            names[synset] = name
-    return synsets, names
-
-
 def _class_indices(root: Path) -> dict[str, int]:
+    """synset -> class index from ``root/LOC_synset_mapping.txt``, else ImageNet-1k's own order."""
     mapping = root / SYNSET_MAPPING_FILE
-    if not mapping.is_file():
-        return {}
-    synsets, _ = read_synset_mapping(mapping)
-    return {synset: i for i, synset in enumerate(synsets)}
+    order = parse_synset_mapping(mapping.read_text())[0] if mapping.is_file() else imagenet.synsets()
+    return {synset: i for i, synset in enumerate(order)}
 
 
 def _record(path: Path, synset: str, index_of: dict[str, int]) -> Record:
@@ -72,9 +62,9 @@ def _record(path: Path, synset: str, index_of: dict[str, int]) -> Record:
 
 def list_imagenet(root: Path, subdir: str) -> list[Record]:
     """All images of an ILSVRC split folder, labelled, sorted by path."""
-    index_of = _class_indices(root)
-    if not index_of:
+    if not (root / SYNSET_MAPPING_FILE).is_file():
         raise ConfigError(f"sample: source imagenet needs {root / SYNSET_MAPPING_FILE}")
+    index_of = _class_indices(root)
     folder = root / subdir
     nested = sorted(p for p in folder.glob("*/*") if p.is_file() and is_image_path(p))
     if nested:
@@ -114,8 +104,6 @@ DEMO_PHOTOS = (
     ("skimage.data", "retina.jpg", ""),
     ("skimage.data", "rocket.jpg", "n03773504"),  # missile
 )
-#: Class indices of the demo synsets (their lines in LOC_synset_mapping.txt, 0-based).
-DEMO_CLASS_INDEX = {"n02124075": 285, "n07920052": 967, "n03763968": 652, "n03773504": 657}
 #: Side of the saved demo crops; the shard stage resizes them to its own size.
 DEMO_CROP_SIZE = 96
 
@@ -151,14 +139,14 @@ def build_demo(out_dir: Path, sizes: dict[str, int | None], seed: int) -> dict[s
             target = out_dir / "demo" / split / f"{path.stem}_{i:05d}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
             crop.save(target, optimize=False)
-            records[split].append(Record(str(target), synset, DEMO_CLASS_INDEX.get(synset, UNLABELLED)))
+            records[split].append(Record(str(target), synset, imagenet.class_index(synset)))
     count = min(sizes["test"] or len(photos), len(photos))
     records["test"] = []
     for path, synset, photo in photos[:count]:
         target = out_dir / "demo" / "test" / f"{path.stem}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         photo.save(target)
-        records["test"].append(Record(str(target), synset, DEMO_CLASS_INDEX.get(synset, UNLABELLED)))
+        records["test"].append(Record(str(target), synset, imagenet.class_index(synset)))
     return records
 
 

@@ -29,7 +29,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 
 
-class ClassifierUnavailable(RuntimeError):
+class ClassifierUnavailable(FileNotFoundError):
     """The classifier's weights cannot be found; the message says how to get them."""
 
 

@@ -1,0 +1,122 @@
+"""The Python API: load a checkpoint once, colorize PIL images or NumPy arrays at any temperature.
+
+>>> from colorize_core.colorizer import Colorizer
+>>> colorizer = Colorizer.from_checkpoint("models/best.pt")
+>>> colour = colorizer.colorize(Image.open("old_photo.jpg"), T=0.38)          # one PIL image
+>>> sweep = colorizer.colorize(Image.open("old_photo.jpg"), T=[0, 0.09, 0.38])  # one per T
+
+The network sees the image warped to its training size; the predicted ab is upsampled to the
+image's own size and joined with its original lightness, so the output has the input's size and
+its exact lightness (up to 8-bit rounding). The DVC decode stage and ``colorize photo`` use this
+same code path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from colorize_core.checkpoint import Checkpoint, load_checkpoint
+from colorize_core.color import lightness_from_gray, lightness_from_srgb
+from colorize_core.decode import STRIP_PIXELS, ab_from_log_probs, compose
+from colorize_core.images import gray_array, is_gray_mode, to_rgb8
+from colorize_core.train.distributed import resolve_device
+
+ImageLike = Image.Image | np.ndarray
+
+
+def as_pil(image: ImageLike) -> Image.Image:
+    """A PIL image from a PIL image or an array: (H, W) uint8 / uint16 / float in [0, 1] gray,
+    or (H, W, 3) uint8 RGB."""
+    if isinstance(image, Image.Image):
+        return image
+    array = np.asarray(image)
+    if array.ndim == 2 and array.dtype == np.uint8:
+        return Image.fromarray(array)
+    if array.ndim == 2 and array.dtype == np.uint16:
+        return Image.fromarray(array)  # mode I;16
+    if array.ndim == 2 and np.issubdtype(array.dtype, np.floating):
+        return Image.fromarray(np.clip(array, 0, 1).astype(np.float32))  # mode F, values in [0, 1]
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+        return Image.fromarray(array)
+    raise ValueError(
+        f"expected a PIL image, a (H, W) gray array or a (H, W, 3) uint8 array, got {array.dtype} {array.shape}"
+    )
+
+
+def lightness_of(image: Image.Image, strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
+    """CIE L* of every pixel at full resolution, (H, W) float32.
+
+    Gray images (8- or 16-bit) keep their full precision; colour images are reduced to their
+    lightness. Computed in strips so that huge images need little temporary memory.
+    """
+    width, height = image.size
+    out = np.empty((height, width), np.float32)
+    rows = max(1, strip_pixels // width)
+    if is_gray_mode(image):
+        gray = gray_array(image)  # (H, W) float32 in [0, 1]
+        for top in range(0, height, rows):
+            out[top : top + rows] = lightness_from_gray(gray[top : top + rows])
+        return out
+    rgb = np.asarray(to_rgb8(image))
+    for top in range(0, height, rows):
+        out[top : top + rows] = lightness_from_srgb(rgb[top : top + rows].astype(np.float32) / 255)
+    return out
+
+
+def network_lightness(image: Image.Image, size: int) -> np.ndarray:
+    """L of the image warped to size × size, as the shard stage prepares training images, (S, S) float32."""
+    small = to_rgb8(image).resize((size, size), Image.Resampling.BILINEAR)
+    return lightness_from_srgb(np.asarray(small, dtype=np.float32) / 255)
+
+
+class Colorizer:
+    """A trained network with its bins; colorizes images at any temperature."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto"):
+        self.checkpoint = checkpoint
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.model = checkpoint.build_model().to(self.device, memory_format=torch.channels_last)
+        self.centres = torch.as_tensor(checkpoint.bins.centres, dtype=torch.float32)  # (Q, 2)
+        self.size = checkpoint.train_size
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> "Colorizer":
+        return cls(load_checkpoint(path), device)
+
+    @torch.inference_mode()
+    def log_probs(self, lightness: np.ndarray) -> torch.Tensor:
+        """Network log-probabilities, (B, S, S) L -> (B, Q, S/4, S/4) float32 on the CPU."""
+        batch = torch.from_numpy(np.ascontiguousarray(lightness, dtype=np.float32)).unsqueeze(1)  # (B, 1, S, S)
+        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        return torch.log_softmax(self.model(batch).float(), dim=1).cpu()
+
+    def ab_grids(self, log_probs: torch.Tensor, temperatures: Sequence[float]) -> list[np.ndarray]:
+        """Annealed-mean ab for each temperature from one set of log-probabilities, each (B, h, w, 2)."""
+        return [ab_from_log_probs(log_probs, self.centres, T).numpy() for T in temperatures]
+
+    def colorize_batch(self, images: Sequence[ImageLike], temperatures: Sequence[float]) -> list[list[np.ndarray]]:
+        """Colorize several images in one network batch.
+
+        Returns
+        -------
+        ``result[i][k]``: image i at temperature k, (H_i, W_i, 3) uint8.
+        """
+        images = [as_pil(image) for image in images]
+        log_probs = self.log_probs(np.stack([network_lightness(image, self.size) for image in images]))
+        grids = self.ab_grids(log_probs, temperatures)  # [T] -> (B, h, w, 2)
+        results = []
+        for i, image in enumerate(images):
+            lightness = lightness_of(image)
+            results.append([compose(lightness, grid[i]) for grid in grids])
+        return results
+
+    def colorize(self, image: ImageLike, T: float | Sequence[float] = 0.38) -> Image.Image | list[Image.Image]:
+        """Colorize one image at one temperature (a PIL image) or several (a list of them)."""
+        temperatures = [T] if np.isscalar(T) else list(T)
+        colours = [Image.fromarray(rgb) for rgb in self.colorize_batch([image], temperatures)[0]]
+        return colours[0] if np.isscalar(T) else colours

@@ -1,0 +1,147 @@
+"""Stage 5, ``decode``: colorize the test split at every temperature with each checkpoint.
+
+Output: ``<out>/<checkpoint>/T<t>/<key>.png`` at the test images' full resolution, and
+``<out>/manifest.json`` listing the images (key, path, synset, class index), checkpoints and
+temperatures. The test images are those the shard stage kept (readable, with colour).
+
+Each ``<checkpoint>/T<t>`` folder carries a fingerprint of the checkpoint file and the test
+list; a re-run keeps folders whose fingerprint matches and every image already written, so an
+interrupted run resumes, and adding a temperature decodes only that temperature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+
+from colorize_core.colorizer import Colorizer
+from colorize_core.data.sample import Record, read_list
+from colorize_core.data.shard import shard_urls
+from colorize_core.images import ImageError, decode, open_image
+from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text, remove_stale_temporaries
+from colorize_core.progress import progress
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FINGERPRINT = ".fingerprint"
+
+
+@dataclass(frozen=True)
+class TestImage:
+    key: str  # position in the test list, "000042"
+    path: str
+    synset: str
+    class_index: int
+
+
+def temperature_dir(T: float) -> str:
+    """Folder name of a temperature: 0 -> 'T0', 0.09 -> 'T0.09'."""
+    return f"T{T:g}"
+
+
+def kept_test_images(lists_dir: Path, shards_dir: Path) -> list[TestImage]:
+    """The test images that the shard stage wrote (readable and in colour), in list order."""
+    records: list[Record] = read_list(Path(lists_dir) / "test.csv")
+    urls = shard_urls(shards_dir, "test")
+    kept = {s["__key__"] for s in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())} if urls else set()
+    return [
+        TestImage(f"{i:06d}", r.path, r.synset, r.class_index) for i, r in enumerate(records) if f"{i:06d}" in kept
+    ]
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _prepare_folder(folder: Path, fingerprint: str) -> None:
+    """Empty a folder written for another checkpoint or test list; keep a matching one."""
+    marker = folder / FINGERPRINT
+    if folder.is_dir() and (not marker.is_file() or marker.read_text() != fingerprint):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
+    if not marker.is_file():
+        atomic_write_text(marker, fingerprint)
+
+
+def run_decode(
+    lists_dir: Path,
+    shards_dir: Path,
+    checkpoints: dict[str, Path],
+    temperatures: list[float],
+    out_dir: Path,
+    device: str = "auto",
+    batch_size: int = 16,
+    max_pixels: int | None = None,
+) -> dict:
+    """Colorize every kept test image; returns the manifest."""
+    images = kept_test_images(lists_dir, shards_dir)
+    keep_dirs = {name: {temperature_dir(T) for T in temperatures} for name in checkpoints}
+    for child in out_dir.glob("*/") if out_dir.is_dir() else []:  # checkpoints no longer asked for
+        if child.is_dir() and child.name not in checkpoints:
+            shutil.rmtree(child)
+    skipped: dict[str, str] = {}
+    for name, checkpoint_path in checkpoints.items():
+        colorizer = Colorizer.from_checkpoint(checkpoint_path, device)
+        fingerprint = file_digest(checkpoint_path) + "\n" + file_digest(Path(lists_dir) / "test.csv")
+        for stale in (out_dir / name).glob("T*"):
+            if stale.name not in keep_dirs[name]:
+                shutil.rmtree(stale)
+        folders = {T: out_dir / name / temperature_dir(T) for T in temperatures}
+        for folder in folders.values():
+            _prepare_folder(folder, fingerprint)
+        todo = [im for im in images if not all((folders[T] / f"{im.key}.png").is_file() for T in temperatures)]
+        with progress(total=len(images), initial=len(images) - len(todo), desc=f"decode {name}", unit="img") as bar:
+            for start in range(0, len(todo), batch_size):
+                chunk, pictures = [], []
+                for item in todo[start : start + batch_size]:
+                    try:
+                        pictures.append(load_picture(item.path, max_pixels))
+                        chunk.append(item)
+                    except ImageError as error:
+                        skipped[item.key] = str(error)
+                        bar.write(f"skipped: {error}")
+                for item, colours in zip(chunk, colorizer.colorize_batch(pictures, temperatures)):
+                    for T, rgb in zip(temperatures, colours):
+                        save_png(rgb, folders[T] / f"{item.key}.png")
+                bar.update(len(todo[start : start + batch_size]))
+    manifest = {
+        "checkpoints": list(checkpoints),
+        "temperatures": temperatures,
+        "images": [asdict(im) for im in images if im.key not in skipped],
+        "skipped": skipped,
+    }
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    log.info(
+        "decode: %d test images × %d temperatures × %d checkpoints (%d skipped)",
+        len(manifest["images"]),
+        len(temperatures),
+        len(checkpoints),
+        len(skipped),
+    )
+    return manifest
+
+
+def load_picture(path: str, max_pixels: int | None = None) -> Image.Image:
+    """Open and decode a photo (EXIF orientation applied) after the header's pixel check."""
+    kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+    with open_image(path, **kwargs) as image:
+        return decode(image)
+
+
+def save_png(rgb: np.ndarray, path: Path) -> None:
+    """Write an (H, W, 3) uint8 image as PNG, atomically."""
+    with atomic_output(path, "wb") as f:
+        Image.fromarray(rgb).save(f, format="PNG", compress_level=1)

@@ -1,0 +1,324 @@
+"""Tables, metrics, figures and the browsable page of an evaluation.
+
+Writes into one folder:
+
+- ``classification.csv``: one row per image × variant × checkpoint;
+- ``classification.md``: per-image blocks in the study's style, then the summary tables;
+- ``metrics.json``: the headline numbers (checkpoint ``best`` at temperature ``T``), for
+  ``dvc metrics show`` and ``dvc exp show``;
+- ``figures/temperature_sweep.png`` (the study's Figure 4) and ``figures/metrics_vs_T.png``;
+- ``index.html``: one self-contained page (images embedded) with the figures, the summary and a
+  gallery of ORIGINAL / gray / colorized images with the classifier's labels.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from colorize_core.evaluate.evaluation import GRAYSCALE, NO_CHECKPOINT, ORIGINAL, Evaluation, variant_name
+from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text
+
+SUMMARY_COLUMNS = {
+    "images": "images",
+    "top1": "top-1 acc.",
+    "top5": "top-5 acc.",
+    "true_confidence": "true-class conf.",
+    "auc": "AuC",
+    "auc_rebalanced": "AuC rebal.",
+    "psnr": "PSNR (dB)",
+    "colourfulness": "colourfulness",
+    "colourfulness_diff": "Δ colourfulness",
+}
+
+
+@dataclass
+class ReportInfo:
+    """What the report says about how it was made."""
+
+    classifier: str
+    checkpoints: dict[str, str]  # name -> one-line description (path, epoch, validation loss)
+    temperatures: list[float]
+    T: float  # headline temperature
+    headline_checkpoint: str
+    figure_images: int = 4
+    gallery_images: int = 24
+    notes: list[str] = field(default_factory=list)
+
+
+def variant_order(temperatures: list[float]) -> list[str]:
+    return [ORIGINAL, *(variant_name(T) for T in temperatures), GRAYSCALE]
+
+
+def summary_table(rows: list[dict], checkpoint: str, temperatures: list[float]) -> pd.DataFrame:
+    """Per variant, the mean of every metric over the images (accuracies over labelled images)."""
+    frame = pd.DataFrame(rows)
+    frame = frame[frame["checkpoint"].isin([checkpoint, NO_CHECKPOINT])]
+    labelled = frame[frame["true_class"] >= 0]
+    table = pd.DataFrame(index=pd.Index(variant_order(temperatures), name="variant"))
+    table["images"] = frame.groupby("variant")["image"].nunique()
+    table["top1"] = labelled.groupby("variant")["top1_correct"].mean()
+    table["top5"] = labelled.groupby("variant")["top5_correct"].mean()
+    table["true_confidence"] = labelled.groupby("variant")["true_confidence"].mean()
+    finite_psnr = frame["psnr"].replace(np.inf, np.nan)
+    table["auc"] = frame.groupby("variant")["auc"].mean()
+    table["auc_rebalanced"] = frame.groupby("variant")["auc_rebalanced"].mean()
+    table["psnr"] = finite_psnr.groupby(frame["variant"]).mean()
+    table["colourfulness"] = frame.groupby("variant")["colourfulness"].mean()
+    table["colourfulness_diff"] = frame.groupby("variant")["colourfulness_diff"].mean()
+    return table
+
+
+def _format_table(table: pd.DataFrame) -> pd.DataFrame:
+    shown = table.copy().astype(object)
+    for column in shown.columns:
+        for variant in shown.index:
+            value = table.loc[variant, column]
+            if column == "images":
+                shown.loc[variant, column] = f"{int(value)}" if not pd.isna(value) else "0"
+            elif column == "psnr" and variant == ORIGINAL:
+                shown.loc[variant, column] = "∞"
+            else:
+                shown.loc[variant, column] = "–" if pd.isna(value) else f"{value:.3f}" if column != "psnr" else f"{value:.2f}"
+    return shown.rename(columns=SUMMARY_COLUMNS)
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value)
+
+
+def headline_metrics(rows: list[dict], info: ReportInfo) -> dict:
+    """The numbers ``dvc metrics show`` compares: each checkpoint at T, the original and the gray input."""
+    metrics: dict = {"T": info.T, "classifier": info.classifier}
+    for checkpoint in info.checkpoints:
+        table = summary_table(rows, checkpoint, info.temperatures)
+        metrics["images"] = int(table.loc[ORIGINAL, "images"])
+        metrics[checkpoint] = {k: _number(table.loc[variant_name(info.T), k]) for k in SUMMARY_COLUMNS if k != "images"}
+        metrics["original"] = {k: _number(table.loc[ORIGINAL, k]) for k in ("top1", "top5", "true_confidence", "colourfulness")}
+        metrics["grayscale"] = {
+            k: _number(table.loc[GRAYSCALE, k]) for k in ("top1", "top5", "true_confidence", "auc", "psnr")
+        }
+    frame = pd.DataFrame(rows)
+    metrics["labelled_images"] = int(frame.loc[frame["true_class"] >= 0, "image"].nunique())
+    return metrics
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def _figure_to_file(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_output(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+
+
+def plot_temperature_sweep(evaluation: Evaluation, info: ReportInfo, path: Path) -> None:
+    """The study's Figure 4: one row per image, one column per T, the original last."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(evaluation.thumbnails)[: info.figure_images]
+    columns = [(info.headline_checkpoint, variant_name(T)) for T in info.temperatures] + [(NO_CHECKPOINT, ORIGINAL)]
+    fig, axes = plt.subplots(
+        len(keys), len(columns), figsize=(2.2 * len(columns), 2.2 * len(keys)), squeeze=False, constrained_layout=True
+    )
+    for r, key in enumerate(keys):
+        for c, column in enumerate(columns):
+            ax = axes[r, c]
+            ax.imshow(evaluation.thumbnails[key][column])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(column[1] if column[1] != ORIGINAL else "original", fontsize=11)
+    fig.suptitle(f"Annealed-mean temperature sweep (checkpoint {info.headline_checkpoint})")
+    _figure_to_file(fig, path)
+
+
+def plot_metrics_vs_temperature(rows: list[dict], info: ReportInfo, path: Path) -> None:
+    """Top-1 accuracy, AuC and colourfulness against T, per checkpoint, with the original and gray."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("top1", "top-1 accuracy"), ("auc", "AuC"), ("colourfulness", "colourfulness")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8), constrained_layout=True)
+    tables = {c: summary_table(rows, c, info.temperatures) for c in info.checkpoints}
+    for ax, (column, label) in zip(axes, panels):
+        for (checkpoint, table), marker in zip(tables.items(), "os^v"):
+            values = [table.loc[variant_name(T), column] for T in info.temperatures]
+            ax.plot(info.temperatures, values, marker=marker, label=f"colorized ({checkpoint})")
+        first = next(iter(tables.values()))
+        for variant, style in ((ORIGINAL, "g--"), (GRAYSCALE, "k:")):
+            value = first.loc[variant, column]
+            if not pd.isna(value):
+                ax.axhline(value, color=style[0], linestyle=style[1:], label=variant.lower())
+        ax.axvline(info.T, color="0.75", linewidth=0.8)
+        ax.set_xlabel("temperature T")
+        ax.set_title(label)
+    axes[0].legend(fontsize=8)
+    _figure_to_file(fig, path)
+
+
+# --- markdown ---------------------------------------------------------------------------------
+
+
+def _label(row: pd.Series) -> str:
+    mark = "" if pd.isna(row["top1_correct"]) else (" ✓" if row["top1_correct"] else " ✗")
+    return f"{row['top1_name']} ({row['top1_confidence']:.2f}){mark}"
+
+
+def _header(info: ReportInfo, evaluation: Evaluation) -> list[str]:
+    frame = pd.DataFrame(evaluation.rows)
+    lines = [
+        f"- classifier: **{info.classifier}**",
+        *(f"- checkpoint **{name}**: {text}" for name, text in info.checkpoints.items()),
+        f"- images: **{frame['image'].nunique()}** ({frame.loc[frame['true_class'] >= 0, 'image'].nunique()} with an "
+        f"ImageNet label); skipped: {len(evaluation.skipped)}",
+        f"- temperatures: {', '.join(f'{T:g}' for T in info.temperatures)}; headline T = {info.T:g}",
+        *(f"- {note}" for note in info.notes),
+    ]
+    return lines
+
+
+def write_markdown(evaluation: Evaluation, info: ReportInfo, path: Path) -> None:
+    frame = pd.DataFrame(evaluation.rows)
+    lines = ["# Classification of colorized images", "", *_header(info, evaluation), ""]
+    lines += ["## Summary", ""]
+    for checkpoint in info.checkpoints:
+        lines += [f"### Checkpoint `{checkpoint}`", "", _format_table(summary_table(evaluation.rows, checkpoint, info.temperatures)).to_markdown(), ""]
+    lines += ["## Per image", "", f"Checkpoint `{info.headline_checkpoint}`; label (confidence), ✓ correct, ✗ wrong.", ""]
+    order = variant_order(info.temperatures)
+    for key in evaluation.thumbnails:
+        rows = frame[(frame["image"] == key) & frame["checkpoint"].isin([info.headline_checkpoint, NO_CHECKPOINT])]
+        first = rows.iloc[0]
+        truth = f"{first['true_name']} ({first['synset']})" if first["true_class"] >= 0 else "no ImageNet label"
+        lines += [f"**{key}** `{Path(first['path']).name}`: {truth}", ""]
+        by_variant = {row["variant"]: _label(row) for _, row in rows.iterrows()}
+        lines += ["| " + " | ".join(order) + " |", "|" + "---|" * len(order)]
+        lines += ["| " + " | ".join(by_variant.get(v, "") for v in order) + " |", ""]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+
+def _data_uri(rgb: np.ndarray, fmt: str = "JPEG") -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format=fmt, quality=88)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+def _png_file_uri(path: Path) -> str:
+    return f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+table.summary { border-collapse: collapse; font-size: 0.9em; }
+table.summary td, table.summary th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+figure.fig img { max-width: 100%; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 18px; }
+.item { border: 1px solid #ddd; border-radius: 6px; padding: 8px; }
+.item .row { display: flex; gap: 6px; }
+.item figure { margin: 0; flex: 1; text-align: center; }
+.item img { width: 100%; height: 170px; object-fit: contain; background: #f4f4f4; }
+.item figcaption { font-size: 0.78em; }
+.ok { color: #1a7f37; } .wrong { color: #b42318; }
+"""
+
+
+def _caption(row: pd.Series | None, title: str) -> str:
+    if row is None:
+        return f"<b>{html.escape(title)}</b>"
+    css = "" if pd.isna(row["top1_correct"]) else ("ok" if row["top1_correct"] else "wrong")
+    return (
+        f"<b>{html.escape(title)}</b><br><span class='{css}'>{html.escape(row['top1_name'])} "
+        f"{row['top1_confidence']:.2f}</span>"
+    )
+
+
+def write_html(evaluation: Evaluation, info: ReportInfo, figures: dict[str, Path], path: Path) -> None:
+    frame = pd.DataFrame(evaluation.rows)
+    headline = variant_name(info.T)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Colorization report</title>",
+        f"<style>{PAGE_STYLE}</style></head><body>",
+        "<h1>Automatic colorization: evaluation</h1>",
+        "<ul>" + "".join(f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in _header(info, evaluation)) + "</ul>",
+        "<h2>Summary</h2>",
+    ]
+    for checkpoint in info.checkpoints:
+        table = _format_table(summary_table(evaluation.rows, checkpoint, info.temperatures))
+        parts += [f"<h3>Checkpoint {html.escape(checkpoint)}</h3>", table.to_html(classes="summary", border=0, index_names=False)]
+    parts.append("<h2>Figures</h2>")
+    for caption, figure in figures.items():
+        parts.append(
+            f"<figure class='fig'><img alt='{html.escape(caption)}' src='{_png_file_uri(figure)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    parts += [
+        f"<h2>Gallery</h2><p>Original, gray input and colorization at T = {info.T:g} "
+        f"(checkpoint {html.escape(info.headline_checkpoint)}), with the classifier's top-1 label and confidence "
+        "(<span class='ok'>correct</span>, <span class='wrong'>wrong</span>).</p><div class='gallery'>"
+    ]
+    for key in list(evaluation.thumbnails)[: info.gallery_images]:
+        rows = frame[frame["image"] == key]
+        first = rows.iloc[0]
+        truth = f"{first['true_name']}" if first["true_class"] >= 0 else "no ImageNet label"
+
+        def row_of(checkpoint: str, variant: str):
+            match = rows[(rows["checkpoint"] == checkpoint) & (rows["variant"] == variant)]
+            return match.iloc[0] if len(match) else None
+
+        cells = [
+            ((NO_CHECKPOINT, ORIGINAL), "original"),
+            ((NO_CHECKPOINT, GRAYSCALE), "gray input"),
+            ((info.headline_checkpoint, headline), f"colorized, {headline}"),
+        ]
+        figures_html = "".join(
+            f"<figure><img alt='{html.escape(title)} {key}' src='{_data_uri(evaluation.thumbnails[key][variant])}'>"
+            f"<figcaption>{_caption(row_of(*variant), title)}</figcaption></figure>"
+            for variant, title in cells
+        )
+        parts.append(
+            f"<div class='item'><div>{html.escape(key)} · {html.escape(Path(first['path']).name)} · "
+            f"truth: {html.escape(truth)}</div><div class='row'>{figures_html}</div></div>"
+        )
+    parts.append("</div></body></html>")
+    atomic_write_text(path, "\n".join(parts) + "\n")
+
+
+def write_report(evaluation: Evaluation, info: ReportInfo, out_dir: Path) -> dict:
+    """Write every output of an evaluation into ``out_dir``; returns the headline metrics."""
+    if not evaluation.rows:
+        raise ValueError("evaluate: no image could be evaluated")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(evaluation.rows)
+    with atomic_output(out_dir / "classification.csv", "w") as f:
+        frame.to_csv(f, index=False, float_format="%.6g")
+    metrics = headline_metrics(evaluation.rows, info)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    figures = {
+        "Temperature sweep (the study's Figure 4)": out_dir / "figures" / "temperature_sweep.png",
+        "Accuracy, AuC and colourfulness against T": out_dir / "figures" / "metrics_vs_T.png",
+    }
+    (out_dir / "figures").mkdir(exist_ok=True)
+    plot_temperature_sweep(evaluation, info, figures["Temperature sweep (the study's Figure 4)"])
+    plot_metrics_vs_temperature(evaluation.rows, info, figures["Accuracy, AuC and colourfulness against T"])
+    write_markdown(evaluation, info, out_dir / "classification.md")
+    write_html(evaluation, info, figures, out_dir / "index.html")
+    return metrics

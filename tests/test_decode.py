@@ -1,0 +1,77 @@
+"""Annealed-mean decoding and full-resolution output against hand computations and references."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from skimage.color import rgb2lab
+
+from colorize_core.colorizer import Colorizer, lightness_of
+from colorize_core.decode import ab_from_log_probs, ab_from_probs, compose
+from helpers import colourful_rgb, tiny_checkpoint
+
+CENTRES = torch.tensor([[-40.0, 30.0], [0.0, 0.0], [60.0, 10.0], [20.0, -50.0]])
+
+
+def test_t1_is_the_probability_weighted_mean():
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4]).view(1, 4, 1, 1)
+    expected = (probs.view(4, 1) * CENTRES).sum(0)
+    assert torch.allclose(ab_from_probs(probs, CENTRES, 1.0).view(2), expected, atol=1e-5)
+
+
+def test_t0_is_exactly_the_arg_max_centre():
+    probs = torch.tensor([0.1, 0.2, 0.45, 0.25]).view(1, 4, 1, 1)
+    assert torch.equal(ab_from_probs(probs, CENTRES, 0.0).view(2), CENTRES[2])
+
+
+def test_chroma_rises_as_temperature_falls_on_a_bimodal_distribution():
+    # Two vivid, opposite modes and a gray bin: the mean is near gray, the mode is vivid.
+    probs = torch.tensor([0.45, 0.15, 0.40, 0.0]).view(1, 4, 1, 1)
+    chroma = [ab_from_probs(probs, CENTRES, T).norm().item() for T in (1.0, 0.38, 0.2, 0.09, 0.0)]
+    assert all(a < b for a, b in zip(chroma, chroma[1:])), chroma
+    assert chroma[-1] == pytest.approx(CENTRES[0].norm().item())
+
+
+@pytest.mark.parametrize("T", [1e-4, 0.01, 0.09])
+def test_stable_at_tiny_temperature_with_zero_probabilities(T):
+    probs = torch.tensor([0.0, 0.3, 0.7, 0.0]).view(1, 4, 1, 1)
+    ab = ab_from_probs(probs, CENTRES, T)
+    assert torch.isfinite(ab).all()
+    if T <= 0.01:
+        assert torch.allclose(ab.view(2), CENTRES[2], atol=1e-3)  # the limit is the mode
+    logits = torch.randn(2, 4, 3, 3) * 50  # confident network output
+    assert torch.isfinite(ab_from_log_probs(torch.log_softmax(logits, 1), CENTRES, T)).all()
+
+
+def test_negative_temperature_is_refused():
+    with pytest.raises(ValueError, match="temperature"):
+        ab_from_log_probs(torch.zeros(1, 4, 1, 1), CENTRES, -0.5)
+
+
+def test_upsampling_matches_torch_bilinear():
+    rng = np.random.default_rng(0)
+    grid = rng.uniform(-60, 60, (8, 8, 2)).astype(np.float32)
+    lightness = np.full((53, 77), 60.0, np.float32)
+    reference = F.interpolate(torch.from_numpy(grid).permute(2, 0, 1)[None], size=(53, 77), mode="bilinear", align_corners=False)
+    reference_lab = np.concatenate([lightness[..., None], reference[0].permute(1, 2, 0).numpy()], -1)
+    composed_lab = rgb2lab(compose(lightness, grid, strip_pixels=500) / 255.0)
+    # Compare chroma where no gamut mapping was needed (8-bit rounding only).
+    close = np.linalg.norm(composed_lab[..., 1:] - reference_lab[..., 1:], axis=-1) < 1.5
+    assert close.mean() > 0.95
+
+
+def test_full_resolution_output_keeps_size_and_lightness(tmp_path):
+    colorizer = Colorizer.from_checkpoint(tiny_checkpoint(tmp_path / "tiny.pt"))
+    rgb = colourful_rgb(171, 303, seed=3)  # odd size, not the network's
+    colours = colorizer.colorize(Image.fromarray(rgb), T=[0.0, 0.38, 1.0])
+    expected_l = rgb2lab(rgb / 255.0)[..., 0]
+    for colour in colours:
+        assert colour.size == (303, 171)
+        assert np.abs(rgb2lab(np.asarray(colour) / 255.0)[..., 0] - expected_l).max() < 0.6  # 8-bit rounding
+
+    gray16 = (np.linspace(0, 1, 64 * 90).reshape(64, 90) ** 2 * 65535).astype(np.uint16)
+    colour = colorizer.colorize(gray16, T=0.38)
+    expected_l = rgb2lab(np.repeat((gray16 / 65535.0)[..., None], 3, -1))[..., 0]
+    assert np.abs(rgb2lab(np.asarray(colour) / 255.0)[..., 0] - expected_l).max() < 0.6
+    assert np.abs(lightness_of(Image.fromarray(gray16)) - expected_l).max() < 1e-3  # 16 bits kept

@@ -1,0 +1,177 @@
+"""Evaluation: metrics against hand computations, the classifiers, the report and its page."""
+
+import json
+import shutil
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from colorize_core.cli import main
+from colorize_core.evaluate import classifiers
+from colorize_core.evaluate.classifiers import ClassifierUnavailable, load_classifier
+from colorize_core.evaluate.metrics import auc, colourfulness, psnr
+from helpers import skimage_photo, tiny_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_auc_of_the_ground_truth_is_one():
+    ab = np.random.default_rng(0).uniform(-80, 80, (20, 30, 2))
+    assert auc(ab, ab) == pytest.approx(1.0)
+    assert auc(ab, ab, weights=np.random.default_rng(1).random((20, 30))) == pytest.approx(1.0)
+
+
+def test_auc_of_constant_gray_matches_hand_computation():
+    # Distances to gray: 0, 10.5, 75 and 200 (outside every threshold).
+    truth = np.array([[0.0, 0.0], [10.5, 0.0], [45.0, 60.0], [0.0, 200.0]])
+    gray = np.zeros_like(truth)
+    # F(t) on t = 0..150; the trapezoid rule over unit steps gives, per pixel,
+    # d=0: 150; d=10.5: F steps from 0 at t=10 to 1 at t=11 -> 0.5 + 139 = 139.5;
+    # d=75: F is 1 from t=75 on -> 0.5 (t=74..75) + 75 = 75.5; d=200: 0.
+    expected = (150 + 139.5 + 75.5 + 0) / 4 / 150
+    assert auc(gray, truth) == pytest.approx(expected)
+    # Rebalanced with weights 1, 1, 2, 0 (sum 4): (150 + 139.5 + 2·75.5) / 4 / 150.
+    assert auc(gray, truth, np.array([1, 1, 2, 0])) == pytest.approx((150 + 139.5 + 151) / 4 / 150)
+
+
+def test_psnr_and_colourfulness_by_hand():
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 16  # MSE = 256 / 48
+    assert psnr(b, a) == pytest.approx(10 * np.log10(255**2 / (256 / 48)))
+    assert psnr(a, a) == float("inf")
+    assert colourfulness(np.full((5, 5, 3), 128, np.uint8)) == 0.0
+    red = np.zeros((2, 2, 3), np.uint8)
+    red[..., 0] = 200  # rg = 200, yb = 100, no spread: M = 0.3 · hypot(200, 100)
+    assert colourfulness(red) == pytest.approx(0.3 * np.hypot(200, 100))
+
+
+@pytest.mark.parametrize("name, expected", [("chelsea", 285), ("coffee", 967)])  # Egyptian cat, espresso
+def test_efficientnet_lite0_mapping_classifies_real_photos(name, expected):
+    classifier = load_classifier("efficientnet_lite0", torch.device("cpu"))
+    probs = classifier.probabilities([skimage_photo(name)])[0]
+    assert probs.argmax() == expected
+    assert probs[expected] > 0.5
+
+
+def test_vgg16_without_weights_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def unreachable():
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(classifiers, "_download_vgg16", unreachable)
+    with pytest.raises(ClassifierUnavailable) as error:
+        load_classifier("vgg16", torch.device("cpu"))
+    message = str(error.value)
+    assert "vgg16-397923af.pth" in message and "evaluate.vgg16_weights" in message
+    assert "\n" not in message
+    with pytest.raises(ClassifierUnavailable, match="does not exist"):
+        load_classifier("vgg16", torch.device("cpu"), vgg16_weights=str(tmp_path / "missing.pth"))
+
+
+def test_vgg16_loads_weights_from_a_file(tmp_path):
+    from torchvision.models import vgg16
+
+    torch.manual_seed(0)
+    torch.save(vgg16().state_dict(), tmp_path / "vgg16.pth")
+    classifier = load_classifier("vgg16", torch.device("cpu"), vgg16_weights=str(tmp_path / "vgg16.pth"))
+    assert classifier.probabilities([skimage_photo("coffee")]).shape == (1, 1000)
+
+
+def test_changing_temperature_reruns_only_decode_and_evaluate():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    uses_t = {name for name, stage in stages.items() if {"T", "temperatures"} & set(stage.get("params", []))}
+    assert uses_t == {"decode", "evaluate"}
+    # ... and neither feeds anything upstream.
+    upstream_outs = {str(o if isinstance(o, str) else next(iter(o))) for n in ("sample", "shard", "histogram", "train") for o in stages[n]["outs"]}
+    assert not upstream_outs & {"data/decoded", "reports/metrics.json"}
+
+
+@pytest.fixture(scope="module")
+def adhoc_report(tmp_path_factory):
+    """`colorize evaluate` on a folder of <synset>/<image> with an untrained checkpoint."""
+    root = tmp_path_factory.mktemp("adhoc")
+    images = root / "images"
+    for synset, name in (("n02124075", "chelsea"), ("n07920052", "coffee"), ("n03763968", "astronaut")):
+        (images / synset).mkdir(parents=True)
+        Image.fromarray(skimage_photo(name)).save(images / synset / f"{name}.png")
+    (images / "n03763968" / "gray.png").write_bytes(b"")  # unreadable: skipped, not fatal
+    checkpoint = tiny_checkpoint(root / "tiny.pt")
+    result = CliRunner().invoke(
+        main,
+        ["evaluate", "--checkpoint", str(checkpoint), "--images", str(images), "--out", str(root / "report"), "--temperatures", "0,0.38"],
+    )
+    assert result.exit_code == 0, result.output
+    return root / "report"
+
+
+def test_adhoc_evaluation_writes_tables_metrics_and_page(adhoc_report):
+    rows = pd.read_csv(adhoc_report / "classification.csv")
+    assert len(rows) == 3 * (1 + 2 + 1)  # ORIGINAL, t=0, t=0.38, BW IMG
+    original = rows[rows["variant"] == "ORIGINAL"].set_index("top1_class")
+    assert {285, 967} <= set(original.index)
+    assert (rows.loc[rows["variant"] == "ORIGINAL", "auc"] == 1.0).all()
+    metrics = json.loads((adhoc_report / "metrics.json").read_text())
+    assert metrics["T"] == 0.38 and metrics["images"] == 3 and metrics["original"]["top1"] >= 2 / 3
+    markdown = (adhoc_report / "classification.md").read_text()
+    assert "efficientnet_lite0" in markdown and "tiny.pt" in markdown and "images: **3**" in markdown
+    for figure in ("temperature_sweep.png", "metrics_vs_T.png"):
+        assert Image.open(adhoc_report / "figures" / figure).size[0] > 400
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def render(page_path: Path, screenshot: Path) -> dict:
+    """Open a page in headless Chromium; report which images loaded, and take a screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(page_path.resolve().as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate(
+            "Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0,"
+            " box: (r => [r.x + scrollX, r.y + scrollY, r.width, r.height])(i.getBoundingClientRect())}))"
+        )
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return {"images": images}
+
+
+def drawn_images(result: dict, screenshot: Path) -> list[bool]:
+    """Whether each image's box on the screenshot holds a picture rather than an empty frame."""
+    shot = np.asarray(Image.open(screenshot).convert("RGB")).astype(float)
+    drawn = []
+    for image in result["images"]:
+        x, y, w, h = (int(round(v)) for v in image["box"])
+        region = shot[y : y + h, x : x + w]
+        drawn.append(image["ok"] and w > 20 and h > 20 and region.std() > 10)
+    return drawn
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_page_opens_in_headless_chromium_and_shows_every_image(adhoc_report, tmp_path):
+    result = render(adhoc_report / "index.html", tmp_path / "page.png")
+    assert len(result["images"]) == 2 + 3 * 3  # two figures, three images per gallery item
+    assert all(drawn_images(result, tmp_path / "page.png"))
+
+    # The same check fails when an image is missing.
+    broken = tmp_path / "broken.html"
+    html = (adhoc_report / "index.html").read_text()
+    first = html.index("src='data:image/jpeg;base64,")
+    broken.write_text(html[:first] + "src='missing.jpg" + html[html.index("'", first + 5) :])
+    result = render(broken, tmp_path / "broken.png")
+    assert drawn_images(result, tmp_path / "broken.png").count(False) == 1

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from colorize_core.config import ConfigError, load_params
+from colorize_core.constants import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger("colorize_core")
 
@@ -250,6 +251,89 @@ def evaluate(
         run_evaluate_adhoc(params, list(checkpoint_paths), images_dir, out_dir)
     else:
         run_evaluate_pipeline(params, decoded_dir, models_dir, out_dir)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True, help="A trained checkpoint (models/best.pt).")
+@click.option("--T", "T", default="0.09", show_default=True, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder (mirrors sub-folders). Default: beside each input.")
+@click.option("--suffix", default="_color", show_default=True, help="Added to each output's name.")
+@click.option("--format", "output_format", type=click.Choice(["png", "jpg", "same"]), default="same", show_default=True)
+@click.option("--size", type=int, default=None, help="Network input side (a multiple of 8). Default: the checkpoint's training size.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per network batch. Default: 8 on a GPU, 1 on the CPU.")
+@click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")
+@click.option("--sheet", is_flag=True, help="Also write a contact sheet per input: the input and each T side by side.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (never done otherwise).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True, help="Refuse images whose header claims more pixels.")
+@friendly_errors
+def photo(
+    inputs: tuple[Path, ...],
+    checkpoint: Path,
+    T: str,
+    out_dir: Path | None,
+    suffix: str,
+    output_format: str,
+    size: int | None,
+    device: str,
+    batch_size: int | None,
+    recursive: bool,
+    sheet: bool,
+    overwrite: bool,
+    max_pixels: int,
+) -> None:
+    """Colorize your own photos: image files, folders, or - (one image from stdin to stdout).
+
+    Grayscale scans (8- or 16-bit, 1-bit, with alpha) and colour photos (reduced to their
+    lightness) alike; each output has the input's full resolution, exact lightness, EXIF
+    orientation and metadata. Unreadable inputs are skipped with their reason; the exit status
+    is 1 when anything was skipped.
+
+    \b
+    Examples:
+      colorize photo old.jpg --checkpoint models/best.pt
+      colorize photo scans/ -r --out coloured/ --T 0,0.09,0.38 --sheet --checkpoint models/best.pt
+      cat old.png | colorize photo - --checkpoint models/best.pt > coloured.png
+    """
+    import sys
+
+    from colorize_core.colorizer import Colorizer
+    from colorize_core.images import ImageError
+    from colorize_core.photo import PhotoOptions, colorize_files, colorize_stream
+
+    temperatures = parse_temperatures(T)
+    stream = Path("-") in inputs
+    if stream and len(inputs) > 1:
+        raise click.UsageError("- (stdin) cannot be combined with other inputs")
+    if stream and len(temperatures) > 1 and not sheet:
+        raise click.UsageError("- writes one image: give one --T, or --sheet for all of them side by side")
+    if size is not None and (size < 16 or size % 8):
+        raise click.BadParameter(f"{size} is not a multiple of 8 (>= 16)", param_hint="--size")
+    colorizer = Colorizer.from_checkpoint(checkpoint, device)
+    if size is not None:
+        colorizer.size = size
+    options = PhotoOptions(
+        temperatures=temperatures,
+        out_dir=out_dir,
+        suffix=suffix,
+        format=output_format,
+        sheet=sheet,
+        overwrite=overwrite,
+        recursive=recursive,
+        batch_size=batch_size or (8 if colorizer.device.type == "cuda" else 1),
+        max_pixels=max_pixels,
+    )
+    if stream:
+        try:
+            colorize_stream(colorizer, options, sys.stdin.buffer, sys.stdout.buffer)
+        except ImageError as error:
+            raise click.ClickException(str(error)) from None
+        return
+    summary = colorize_files(list(inputs), colorizer, options)
+    click.echo(summary.report(), err=True)
+    if summary.skipped:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,164 @@
+"""`colorize photo`: folders of awkward files, pipes, interruptions, metadata, and the pixel limit."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageCms
+from skimage.color import rgb2lab
+
+from colorize_core.cli import main
+from colorize_core.colorizer import Colorizer
+from colorize_core.photo import PhotoOptions, colorize_files
+from helpers import colourful_rgb, exif_rotated_jpeg, png_with_claimed_size, tiny_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+def lightness(path_or_image) -> np.ndarray:
+    image = path_or_image if isinstance(path_or_image, Image.Image) else Image.open(path_or_image)
+    if image.mode == "I;16":
+        gray = np.asarray(image, np.float64) / 65535
+        return rgb2lab(np.repeat(gray[..., None], 3, -1))[..., 0]
+    return rgb2lab(np.asarray(image.convert("RGB")) / 255.0)[..., 0]
+
+
+def make_folder(folder: Path) -> dict[str, str]:
+    """Inputs of every kind; name -> expected output name (or 'skip')."""
+    folder.mkdir(parents=True)
+    rgb = colourful_rgb(60, 90)
+    Image.fromarray(rgb).save(folder / "good.jpg", quality=95)
+    Image.fromarray(rgb).convert("L").save(folder / "gray.png")
+    gray16 = (np.linspace(0, 1, 60 * 90).reshape(60, 90) * 65535).astype(np.uint16)
+    Image.fromarray(gray16).save(folder / "gray16.png")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(folder / "palette.png")
+    Image.fromarray(rgb).convert("1").save(folder / "bilevel.png")
+    exif_rotated_jpeg(folder / "rotated.jpg")
+    good = (folder / "good.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "notes.png").write_text("not an image\n")
+    (folder / "readme.txt").write_text("ignored: not an image extension\n")
+    return {
+        "good.jpg": "good_color.jpg",
+        "gray.png": "gray_color.png",
+        "gray16.png": "gray16_color.png",
+        "palette.png": "palette_color.png",
+        "bilevel.png": "bilevel_color.png",
+        "rotated.jpg": "rotated_color.jpg",
+        "truncated.jpg": "skip",
+        "notes.png": "skip",
+    }
+
+
+def test_folder_of_every_kind(tmp_path, checkpoint):
+    expected = make_folder(tmp_path / "in")
+    result = CliRunner().invoke(main, ["photo", str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1  # something was skipped
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(v for v in expected.values() if v != "skip")
+    skipped = [line for line in result.output.splitlines() if line.startswith("  skipped")]
+    assert len(skipped) == 2 and any("truncated.jpg: cannot decode" in s for s in skipped)
+    assert any("notes.png: not a readable image" in s for s in skipped)
+    assert "colorized 6 image(s)" in result.output
+    for source, output in expected.items():
+        if output == "skip":
+            continue
+        original = Image.open(tmp_path / "in" / source)
+        if source == "rotated.jpg":
+            assert Image.open(tmp_path / "out" / output).size == (20, 40)  # upright
+            continue
+        assert Image.open(tmp_path / "out" / output).size == original.size
+        error = np.abs(lightness(tmp_path / "out" / output) - lightness(original))
+        assert error.max() < (1.0 if source.endswith(".jpg") else 0.6), source  # JPEG output is lossy
+
+
+def test_existing_outputs_are_kept_unless_overwrite(tmp_path, checkpoint):
+    Image.fromarray(colourful_rgb()).save(tmp_path / "a.png")
+    args = ["photo", str(tmp_path / "a.png"), "--checkpoint", str(checkpoint)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (tmp_path / "a_color.png").write_bytes(b"keep me")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "1 already done" in result.output
+    assert (tmp_path / "a_color.png").read_bytes() == b"keep me"
+    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+    assert Image.open(tmp_path / "a_color.png").size == (64, 48)
+
+
+def test_several_temperatures_and_the_sheet(tmp_path, checkpoint):
+    Image.fromarray(colourful_rgb(40, 50)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["photo", str(tmp_path / "a.png"), "--checkpoint", str(checkpoint), "--T", "0,0.09,0.38", "--sheet"])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in tmp_path.iterdir()} == {"a.png", "a_color_T0.png", "a_color_T0.09.png", "a_color_T0.38.png", "a_color_sheet.png"}
+    assert Image.open(tmp_path / "a_color_sheet.png").size[0] == 4 * 50  # input + 3 temperatures
+
+
+def test_metadata_is_copied(tmp_path, checkpoint):
+    exif = Image.Exif()
+    exif[0x013B] = "A. Photographer"  # Artist
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(colourful_rgb()).save(tmp_path / "a.jpg", exif=exif, icc_profile=icc, quality=95)
+    assert CliRunner().invoke(main, ["photo", str(tmp_path / "a.jpg"), "--checkpoint", str(checkpoint)]).exit_code == 0
+    out = Image.open(tmp_path / "a_color.jpg")
+    assert out.getexif()[0x013B] == "A. Photographer"
+    assert out.info["icc_profile"] == icc
+
+
+def test_stdin_to_stdout_round_trips_through_a_pipe(tmp_path, checkpoint):
+    rgb = colourful_rgb(50, 70)
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    command = f"cat {tmp_path / 'in.png'} | colorize photo - --checkpoint {checkpoint} | cat > {tmp_path / 'out.png'}"
+    subprocess.run(command, shell=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    out = Image.open(tmp_path / "out.png")
+    assert out.format == "PNG" and out.size == (70, 50)
+    assert np.abs(lightness(out) - lightness(Image.fromarray(rgb))).max() < 0.6
+
+
+def test_no_partial_file_after_an_interrupted_run(tmp_path, checkpoint):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(colourful_rgb(900, 1200, seed=i)).save(folder / f"p{i:02d}.png")
+    command = [sys.executable, "-m", "colorize_core.cli", "photo", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]
+    process = subprocess.Popen(command, env={**os.environ, "TQDM_DISABLE": "1"}, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and len(list((tmp_path / "out").glob("*.png"))) < 2:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = sorted((tmp_path / "out").glob("*.png"))
+    assert 2 <= len(done) < 12
+    for path in done:
+        Image.open(path).load()  # complete files only; a partial PNG fails here
+    result = subprocess.run(command, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(done)} already done" in result.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 12
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
+
+
+def test_pixel_limit_refuses_a_crafted_header_without_allocating(tmp_path, checkpoint):
+    (tmp_path / "bomb.png").write_bytes(png_with_claimed_size(80_000, 60_000))
+    colorizer = Colorizer.from_checkpoint(checkpoint)
+    tracemalloc.start()
+    summary = colorize_files([tmp_path / "bomb.png"], colorizer, PhotoOptions([0.09], max_pixels=50_000_000))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert summary.skipped == [
+        (str(tmp_path / "bomb.png"), "header claims 80000x60000 = 4,800,000,000 pixels, more than the limit of "
+         "50,000,000 (max_pixels); refused before decoding")
+    ]  # fmt: skip
+    assert peak < 5_000_000  # decoding would need 14 GB
+    assert not (tmp_path / "bomb_color.png").exists()

@@ -6,7 +6,7 @@ least one of the 2^24 8-bit sRGB colours falls into it; this is computed, never 
 (grid 16: 114 cells, the reference study's 114 bins; grid 10: 268 cells).
 
 Encoding a pixel is a table look-up indexed by its 24-bit colour ``r << 16 | g << 8 | b``,
-which yields its L, its cell and its chroma at once.
+which yields its L and its cell.
 """
 
 import os
@@ -21,7 +21,7 @@ from colorize_core.constants import AB_EXTENT, NUM_SRGB_COLOURS, XYZ_FROM_RGB
 from colorize_core.io import atomic_output
 
 #: Bump when the tables' definition changes, so stale disk caches are ignored.
-LUT_VERSION = 1
+LUT_VERSION = 2
 #: Colours converted per chunk when the look-up table is built (bounds its memory to ~0.5 GB).
 _LUT_CHUNK = 2**21
 
@@ -53,6 +53,15 @@ class AbGrid:
     def num_cells(self) -> int:
         return self.cells_per_axis**2
 
+    def near_gray_cells(self, max_chroma: float) -> np.ndarray:
+        """Cells that hold some ab with |ab| <= max_chroma, (num_cells,) bool.
+
+        A pixel in any other cell is certainly more colourful than ``max_chroma``.
+        """
+        low = self.centres - self.cell / 2  # (num_cells, 2) lower corners
+        nearest = np.clip(0.0, low, low + self.cell)  # the cell's point nearest to the origin
+        return np.hypot(nearest[:, 0], nearest[:, 1]) <= max_chroma
+
     @property
     def index_dtype(self) -> np.dtype:
         """Smallest unsigned dtype that holds every cell index."""
@@ -83,14 +92,13 @@ class SrgbLut:
     grid: AbGrid
     lightness: np.ndarray  # (2^24,) float16, CIE L* in [0, 100]
     cell: np.ndarray  # (2^24,) grid.index_dtype, ab cell of the colour
-    chroma: np.ndarray  # (2^24,) float16, |ab| of the colour
 
     @cached_property
     def in_gamut(self) -> np.ndarray:
         """Boolean mask of the grid's cells that some 8-bit sRGB colour reaches, (num_cells,)."""
         return np.bincount(self.cell, minlength=self.grid.num_cells) > 0
 
-    def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Encode 8-bit sRGB pixels.
 
         Parameters
@@ -101,12 +109,11 @@ class SrgbLut:
         -------
         lightness : (...) float16, CIE L*
         cell : (...) grid.index_dtype, ab cell index
-        chroma : (...) float16, |ab|
         """
         if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
             raise ValueError(f"rgb must be uint8 of shape (..., 3), got {rgb.dtype} {rgb.shape}")
         index = colour_index_from_rgb(rgb)
-        return self.lightness[index], self.cell[index], self.chroma[index]
+        return np.take(self.lightness, index), np.take(self.cell, index)
 
 
 def colour_index_from_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -128,14 +135,12 @@ def _lab_of_all_colours(start: int, stop: int) -> np.ndarray:
 def _build_lut(grid: AbGrid) -> SrgbLut:
     lightness = np.empty(NUM_SRGB_COLOURS, np.float16)
     cells = np.empty(NUM_SRGB_COLOURS, grid.index_dtype)
-    chroma = np.empty(NUM_SRGB_COLOURS, np.float16)
     for start in range(0, NUM_SRGB_COLOURS, _LUT_CHUNK):
         stop = start + _LUT_CHUNK
         lab = _lab_of_all_colours(start, stop)
         lightness[start:stop] = lab[:, 0]
         cells[start:stop] = grid.cells_from_ab(lab[:, 1:])
-        chroma[start:stop] = np.hypot(lab[:, 1], lab[:, 2])
-    return SrgbLut(grid, lightness, cells, chroma)
+    return SrgbLut(grid, lightness, cells)
 
 
 def lut_cache_path(cell: int) -> Path:
@@ -151,15 +156,15 @@ def srgb_lut(cell: int) -> SrgbLut:
     path = lut_cache_path(cell)
     try:
         with np.load(path, allow_pickle=False) as cached:
-            lut = SrgbLut(grid, cached["lightness"], cached["cell"], cached["chroma"])
-        if all(len(table) == NUM_SRGB_COLOURS for table in (lut.lightness, lut.cell, lut.chroma)):
+            lut = SrgbLut(grid, cached["lightness"], cached["cell"])
+        if all(len(table) == NUM_SRGB_COLOURS for table in (lut.lightness, lut.cell)):
             return lut
     except (OSError, KeyError, ValueError):
         pass
     lut = _build_lut(grid)
     try:
         with atomic_output(path) as f:
-            np.savez(f, lightness=lut.lightness, cell=lut.cell, chroma=lut.chroma)
+            np.savez(f, lightness=lut.lightness, cell=lut.cell)
     except OSError:
         pass  # a read-only home only costs the rebuild next time
     return lut

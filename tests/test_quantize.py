@@ -38,7 +38,7 @@ def test_in_gamut_cells_match_skimage_over_all_colours():
 def test_lut_encoding_equals_brute_force(cell):
     rng = np.random.default_rng(cell)
     rgb = rng.integers(0, 256, (200_000, 3), dtype=np.uint8)
-    lightness, cells, chroma = srgb_lut(cell).encode(rgb)
+    lightness, cells = srgb_lut(cell).encode(rgb)
 
     lab = rgb2lab(rgb[None] / 255.0)[0]
     low = cell * np.floor(-128 / cell)
@@ -55,7 +55,19 @@ def test_lut_encoding_equals_brute_force(cell):
     assert np.all(distance_to_edge[disagree] < 1e-3)
     assert disagree.sum() <= 2
     assert np.abs(lightness.astype(float) - lab[:, 0]).max() < 0.05  # float16 storage
-    assert np.abs(chroma.astype(float) - np.hypot(lab[:, 1], lab[:, 2])).max() < 0.07
+
+
+@pytest.mark.parametrize("cell", [16, 10])
+@pytest.mark.parametrize("max_chroma", [0.0, 5.0, 12.0])
+def test_near_gray_cells_by_brute_force(cell, max_chroma):
+    """A cell is near gray when some ab inside it (sampled finely) has |ab| <= max_chroma."""
+    grid = AbGrid(cell)
+    offsets = np.linspace(0, cell, 81)
+    expected = []
+    for a0, b0 in grid.centres - cell / 2:
+        a, b = np.meshgrid(a0 + offsets, b0 + offsets)
+        expected.append(np.hypot(a, b).min() <= max_chroma + 1e-9)
+    assert grid.near_gray_cells(max_chroma).tolist() == expected
 
 
 def test_encode_refuses_non_uint8():

@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -31,10 +32,11 @@ import webdataset as wds
 
 from colorize_core.config import SPLITS, ShardParams
 from colorize_core.data.sample import Record, read_list
+from colorize_core.color import lab_from_srgb
 from colorize_core.images import GRAY_MODES, ImageError, load_rgb8
 from colorize_core.io import atomic_output, atomic_write_csv, atomic_write_json, remove_stale_temporaries
 from colorize_core.progress import progress
-from colorize_core.quantize import srgb_lut
+from colorize_core.quantize import AbGrid, srgb_lut
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,11 @@ class Outcome:
     reason: str = ""
 
 
+@lru_cache(maxsize=8)
+def near_gray_cells(grid: int, max_chroma: float) -> np.ndarray:
+    return AbGrid(grid).near_gray_cells(max_chroma)
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     stream = io.BytesIO()
     np.lib.format.write_array(stream, np.ascontiguousarray(array), allow_pickle=False)
@@ -75,16 +82,19 @@ def encode_record(record: Record, key: str, params: ShardParams) -> Outcome:
         return Outcome(record, key, status="skipped_unreadable", reason=str(error))
     if mode in GRAY_MODES:
         return Outcome(record, key, status="excluded_grayscale", reason=f"{record.path}: grayscale file (mode {mode})")
-    lightness, cells, chroma = srgb_lut(params.grid).encode(rgb)  # each (S, S)
-    max_chroma = float(chroma.max())
-    if max_chroma <= params.grayscale_max_chroma:
-        return Outcome(
-            record,
-            key,
-            status="excluded_no_chroma",
-            reason=f"{record.path}: no colour (mode {mode}, max |ab| = {max_chroma:.1f} "
-            f"<= grayscale_max_chroma {params.grayscale_max_chroma})",
-        )
+    lut = srgb_lut(params.grid)
+    lightness, cells = lut.encode(rgb)  # each (S, S)
+    if near_gray_cells(params.grid, params.grayscale_max_chroma)[cells].all():
+        # Every pixel sits in a cell near the gray axis: decide on the exact chroma (rare, so slow is fine).
+        max_chroma = float(np.hypot(*np.moveaxis(lab_from_srgb(rgb.astype(np.float32) / 255)[..., 1:], -1, 0)).max())
+        if max_chroma <= params.grayscale_max_chroma:
+            return Outcome(
+                record,
+                key,
+                status="excluded_no_chroma",
+                reason=f"{record.path}: no colour (mode {mode}, max |ab| = {max_chroma:.1f} "
+                f"<= grayscale_max_chroma {params.grayscale_max_chroma})",
+            )
     meta = {"path": record.path, "synset": record.synset, "class_index": record.class_index}
     sample = {
         "__key__": key,

@@ -1,0 +1,122 @@
+"""Preprocessing: the shard stage against its physical limit (JPEG decode + resize) and a naive
+reference (full decode, float64 skimage Lab, 5-nearest-neighbour bin search as in Zhang et al.'s
+Caffe layer), on the 800 photos of ../shared/data/imagenet-sample at 256×256.
+
+    python benchmarks/bench_shard.py [--images N] [--repeat 3]
+
+Targets: shard >= 70% of decode-only and >= 8× naive (both with all workers); shard with 2
+workers >= 1.8× shard with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SHARED, check, median_seconds, report  # noqa: E402
+
+from colorize_core.config import ShardParams  # noqa: E402
+from colorize_core.data.sample import Record, write_list  # noqa: E402
+from colorize_core.data.shard import resolve_workers, run_shard  # noqa: E402
+from colorize_core.quantize import AbGrid, srgb_lut  # noqa: E402
+
+SIZE = 256
+
+
+def decode_only(path: str) -> int:
+    """The limit: JPEG decode in draft mode (DCT-domain downscale) and resize, nothing else."""
+    with Image.open(path) as image:
+        image.draft("RGB", (SIZE, SIZE))
+        rgb = image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    return rgb.size[0]
+
+
+_tree = None
+
+
+def _naive_init() -> None:
+    from scipy.spatial import cKDTree
+
+    global _tree
+    grid = AbGrid(16)
+    _tree = cKDTree(grid.centres[srgb_lut(16).in_gamut])
+
+
+def naive(path: str) -> int:
+    """The naive reference: full decode, skimage rgb2lab in float64, 5-NN over the bin centres."""
+    from skimage.color import rgb2lab
+
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+    lab = rgb2lab(rgb)  # float64
+    _, nearest = _tree.query(lab[..., 1:].reshape(-1, 2), k=5)
+    return int(nearest[0, 0])
+
+
+def pool_rate(function, paths: list[str], workers: int, repeat: int, initializer=None) -> float:
+    """Images per second of ``function`` over ``paths`` with a pool of ``workers`` processes."""
+    with multiprocessing.get_context("fork").Pool(workers, initializer) as pool:
+        seconds = median_seconds(lambda: pool.map(function, paths, chunksize=8), repeat=repeat)
+    return len(paths) / seconds
+
+
+def shard_rate(lists: Path, workers: int, repeat: int) -> float:
+    params = ShardParams(size=SIZE, samples_per_shard=200, workers=workers)
+
+    def run() -> None:
+        out = Path(tempfile.mkdtemp(prefix="bench-shards-"))
+        try:
+            run_shard(params, lists, out / "shards", out / "reports")
+        finally:
+            shutil.rmtree(out)
+
+    count = sum(1 for _ in open(lists / "train.csv")) - 1
+    return count / median_seconds(run, repeat=repeat)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=800)
+    parser.add_argument("--naive-images", type=int, default=200, help="the naive reference is slow: a subset")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    photos = sorted(str(p) for p in (SHARED / "imagenet-sample" / "train").glob("*/*.JPEG"))[: args.images]
+    if not photos:
+        sys.exit(f"no photos under {SHARED / 'imagenet-sample'}")
+    workers = resolve_workers(0)
+    srgb_lut(16)  # built or read from the cache once, outside the timings
+    lists = Path(tempfile.mkdtemp(prefix="bench-lists-"))
+    write_list([Record(p) for p in photos], lists / "train.csv")
+    write_list([], lists / "val.csv")
+    write_list([], lists / "test.csv")
+
+    m = {
+        "images": len(photos),
+        "workers": workers,
+        "decode_only_1_worker_img_s": pool_rate(decode_only, photos, 1, args.repeat),
+        f"decode_only_{workers}_workers_img_s": pool_rate(decode_only, photos, workers, args.repeat),
+        f"naive_{workers}_workers_img_s": pool_rate(naive, photos[: args.naive_images], workers, args.repeat, _naive_init),
+        "shard_1_worker_img_s": shard_rate(lists, 1, args.repeat),
+        f"shard_{workers}_workers_img_s": shard_rate(lists, workers, args.repeat),
+    }
+    shutil.rmtree(lists)
+    shard_all = m[f"shard_{workers}_workers_img_s"]
+    checks = [
+        check("shard / decode-only (all workers)", shard_all / m[f"decode_only_{workers}_workers_img_s"], 0.70),
+        check("shard / naive (all workers)", shard_all / m[f"naive_{workers}_workers_img_s"], 8.0),
+        check(f"shard {workers} workers / 1 worker", shard_all / m["shard_1_worker_img_s"], 1.8),
+    ]
+    report("shard", m, checks)
+
+
+if __name__ == "__main__":
+    main()

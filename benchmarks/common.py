@@ -1,0 +1,81 @@
+"""Small helpers shared by the benchmarks: medians of repeated timings, the machine, results.
+
+Timings are medians of several repetitions measured side by side in one run, and the targets
+are ratios between them, so a shared, noisy machine moves both sides of a ratio together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def median_seconds(run: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
+    """Median wall time of ``run()`` over ``repeat`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def peak_rss_of(command: list[str], env: dict | None = None) -> tuple[float, str]:
+    """Run a command; return its peak resident memory in MiB (ru_maxrss of the child) and its stderr."""
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    stderr = process.stderr.read()
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-2000:]}")
+    return usage.ru_maxrss / 1024, stderr  # Linux reports KiB
+
+
+def self_peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def check(name: str, value: float, target: float, higher_is_better: bool = True) -> dict:
+    ok = value >= target if higher_is_better else value <= target
+    return {"name": name, "value": round(value, 3), "target": target, "met": bool(ok), "direction": ">=" if higher_is_better else "<="}
+
+
+def report(benchmark: str, measurements: dict, checks: list[dict]) -> None:
+    """Print a short table and write ``results/<benchmark>.json``."""
+    print(f"\n== {benchmark} ({machine()['cores']} cores, torch {machine()['torch']})")
+    width = max(len(k) for k in measurements) if measurements else 10
+    for key, value in measurements.items():
+        print(f"  {key:<{width}}  {value:.3f}" if isinstance(value, float) else f"  {key:<{width}}  {value}")
+    for c in checks:
+        print(f"  [{'ok ' if c['met'] else 'MISS'}] {c['name']}: {c['value']} (target {c['direction']} {c['target']})")
+    RESULTS.mkdir(exist_ok=True)
+    result = {"benchmark": benchmark, "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
+              "measurements": measurements, "checks": checks, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (RESULTS / f"{benchmark}.json").write_text(json.dumps(result, indent=2) + "\n")

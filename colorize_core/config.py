@@ -192,7 +192,6 @@ class DecodeParams:
 class EvaluateParams:
     classifier: str = "efficientnet_lite0"  # a name from colorize_core.evaluate.classifiers.CLASSIFIERS
     vgg16_weights: Optional[str] = None  # path to torchvision's vgg16-397923af.pth; None = torchvision's cache
-    batch_size: int = 32
     figure_images: int = 4  # rows of the temperature-sweep figure
     gallery_images: int = 24  # images in the HTML gallery
     device: str = "auto"
@@ -206,7 +205,6 @@ class EvaluateParams:
             f"must be one of {', '.join(CLASSIFIERS)}",
             self.classifier,
         )
-        _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1", self.batch_size)
         _require(self.figure_images >= 1, f"{key}.figure_images", "must be >= 1", self.figure_images)
         _require(self.gallery_images >= 1, f"{key}.gallery_images", "must be >= 1", self.gallery_images)
         _require(self.device in ("auto", "cpu", "cuda"), f"{key}.device", "must be auto, cpu or cuda", self.device)

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, check, median_seconds, report  # noqa: E402
+from common import SHARED, check, interleaved_medians, report  # noqa: E402
 
 from colorize_core.config import ShardParams  # noqa: E402
 from colorize_core.data.sample import Record, write_list  # noqa: E402
@@ -61,14 +61,11 @@ def naive(path: str) -> int:
     return int(nearest[0, 0])
 
 
-def pool_rate(function, paths: list[str], workers: int, repeat: int, initializer=None) -> float:
-    """Images per second of ``function`` over ``paths`` with a pool of ``workers`` processes."""
-    with multiprocessing.get_context("fork").Pool(workers, initializer) as pool:
-        seconds = median_seconds(lambda: pool.map(function, paths, chunksize=8), repeat=repeat)
-    return len(paths) / seconds
+def pool_run(pool, function, paths: list[str]):
+    return lambda: pool.map(function, paths, chunksize=8)
 
 
-def shard_rate(lists: Path, workers: int, repeat: int) -> float:
+def shard_run(lists: Path, workers: int):
     params = ShardParams(size=SIZE, samples_per_shard=200, workers=workers)
 
     def run() -> None:
@@ -78,15 +75,14 @@ def shard_rate(lists: Path, workers: int, repeat: int) -> float:
         finally:
             shutil.rmtree(out)
 
-    count = sum(1 for _ in open(lists / "train.csv")) - 1
-    return count / median_seconds(run, repeat=repeat)
+    return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=800)
     parser.add_argument("--naive-images", type=int, default=200, help="the naive reference is slow: a subset")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
     photos = sorted(str(p) for p in (SHARED / "imagenet-sample" / "train").glob("*/*.JPEG"))[: args.images]
@@ -99,14 +95,26 @@ def main() -> None:
     write_list([], lists / "val.csv")
     write_list([], lists / "test.csv")
 
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as one, context.Pool(workers) as many, context.Pool(workers, _naive_init) as naive_pool:
+        seconds = interleaved_medians(
+            {
+                "decode_only_1": pool_run(one, decode_only, photos),
+                "shard_1": shard_run(lists, 1),
+                "decode_only_all": pool_run(many, decode_only, photos),
+                "shard_all": shard_run(lists, workers),
+                "naive_all": pool_run(naive_pool, naive, photos[: args.naive_images]),
+            },
+            repeat=args.repeat,
+        )
     m = {
         "images": len(photos),
         "workers": workers,
-        "decode_only_1_worker_img_s": pool_rate(decode_only, photos, 1, args.repeat),
-        f"decode_only_{workers}_workers_img_s": pool_rate(decode_only, photos, workers, args.repeat),
-        f"naive_{workers}_workers_img_s": pool_rate(naive, photos[: args.naive_images], workers, args.repeat, _naive_init),
-        "shard_1_worker_img_s": shard_rate(lists, 1, args.repeat),
-        f"shard_{workers}_workers_img_s": shard_rate(lists, workers, args.repeat),
+        "decode_only_1_worker_img_s": len(photos) / seconds["decode_only_1"],
+        f"decode_only_{workers}_workers_img_s": len(photos) / seconds["decode_only_all"],
+        f"naive_{workers}_workers_img_s": min(args.naive_images, len(photos)) / seconds["naive_all"],
+        "shard_1_worker_img_s": len(photos) / seconds["shard_1"],
+        f"shard_{workers}_workers_img_s": len(photos) / seconds["shard_all"],
     }
     shutil.rmtree(lists)
     shard_all = m[f"shard_{workers}_workers_img_s"]

@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 from colorize_core.checkpoint import Checkpoint, load_checkpoint
-from colorize_core.color import lightness_from_gray, lightness_from_srgb
-from colorize_core.decode import STRIP_PIXELS, ab_from_log_probs, compose
+from colorize_core.color import lightness_from_gray, lightness_from_srgb8
+from colorize_core.decode import STRIP_PIXELS, ab_from_log_probs, compose_many
 from colorize_core.images import gray_array, is_gray_mode, to_rgb8
 from colorize_core.train.distributed import resolve_device
 
@@ -64,14 +64,14 @@ def lightness_of(image: Image.Image, strip_pixels: int = STRIP_PIXELS) -> np.nda
         return out
     rgb = np.asarray(to_rgb8(image))
     for top in range(0, height, rows):
-        out[top : top + rows] = lightness_from_srgb(rgb[top : top + rows].astype(np.float32) / 255)
+        out[top : top + rows] = lightness_from_srgb8(rgb[top : top + rows])
     return out
 
 
 def network_lightness(image: Image.Image, size: int) -> np.ndarray:
     """L of the image warped to size × size, as the shard stage prepares training images, (S, S) float32."""
     small = to_rgb8(image).resize((size, size), Image.Resampling.BILINEAR)
-    return lightness_from_srgb(np.asarray(small, dtype=np.float32) / 255)
+    return lightness_from_srgb8(np.asarray(small))
 
 
 class Colorizer:
@@ -112,7 +112,7 @@ class Colorizer:
         results = []
         for i, image in enumerate(images):
             lightness = lightness_of(image)
-            results.append([compose(lightness, grid[i]) for grid in grids])
+            results.append(compose_many(lightness, [grid[i] for grid in grids]))
         return results
 
     def colorize(self, image: ImageLike, T: float | Sequence[float] = 0.38) -> Image.Image | list[Image.Image]:

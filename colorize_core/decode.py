@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from colorize_core.color import srgb_from_lab_in_gamut
+from colorize_core.color import GAMUT_TOLERANCE, f_inverse, linear_from_lab_in_gamut, srgb8_from_linear
+from colorize_core.constants import D65_WHITE, RGB_FROM_XYZ
 
 #: Pixels converted per strip when composing a full-resolution image (bounds temporary memory).
 STRIP_PIXELS = 1 << 20
@@ -68,31 +69,69 @@ def _linear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, n
     return low, high, (position - low).astype(np.float32)
 
 
-def compose(lightness: np.ndarray, ab_grid: np.ndarray, strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
-    """Join full-resolution L with coarse ab, upsampled bilinearly, into 8-bit sRGB.
+class _Upsampler:
+    """Bilinear upsampling of one coarse ab grid to (H, W), one strip of rows at a time."""
+
+    def __init__(self, ab_grid: np.ndarray, height: int, width: int):
+        grid_h, grid_w = ab_grid.shape[:2]
+        x_low, x_high, x_weight = _linear_taps(width, grid_w)
+        grid = ab_grid.astype(np.float32)
+        rows = grid[:, x_low] * (1 - x_weight)[None, :, None] + grid[:, x_high] * x_weight[None, :, None]  # (h, W, 2)
+        self.a_rows, self.b_rows = np.ascontiguousarray(rows[..., 0]), np.ascontiguousarray(rows[..., 1])
+        self.y_low, self.y_high, self.y_weight = _linear_taps(height, grid_h)
+
+    def strip(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) of the rows, each (rows, W) float32."""
+        wy = self.y_weight[rows, None]
+        low, high = self.y_low[rows], self.y_high[rows]
+        return self.a_rows[low] * (1 - wy) + self.a_rows[high] * wy, self.b_rows[low] * (1 - wy) + self.b_rows[high] * wy
+
+
+def compose_many(lightness: np.ndarray, ab_grids: list[np.ndarray], strip_pixels: int = STRIP_PIXELS) -> list[np.ndarray]:
+    """Join full-resolution L with several coarse ab predictions (e.g. one per temperature).
+
+    What depends on L alone (its share of XYZ) is computed once per strip for all of them.
 
     Parameters
     ----------
     lightness : (H, W) L in [0, 100], the image's own lightness
-    ab_grid : (h, w, 2) ab predicted over the whole image (any h, w)
+    ab_grids : each (h, w, 2), ab predicted over the whole image (any h, w)
 
     Returns
     -------
-    (H, W, 3) uint8 sRGB. Out-of-gamut colours lose chroma at constant L and hue, so the output
-    keeps the input's lightness up to the 8-bit rounding.
+    One (H, W, 3) uint8 sRGB image per grid. Out-of-gamut colours lose chroma at constant L and
+    hue, so every output keeps the input's lightness up to the 8-bit rounding.
     """
     height, width = lightness.shape
-    grid_h, grid_w = ab_grid.shape[:2]
-    x_low, x_high, x_weight = _linear_taps(width, grid_w)
-    ab_grid = ab_grid.astype(np.float32)
-    ab_rows = ab_grid[:, x_low] * (1 - x_weight)[None, :, None] + ab_grid[:, x_high] * x_weight[None, :, None]  # (h, W, 2)
-    y_low, y_high, y_weight = _linear_taps(height, grid_h)
-    out = np.empty((height, width, 3), np.uint8)
+    upsamplers = [_Upsampler(grid, height, width) for grid in ab_grids]
+    outs = [np.empty((height, width, 3), np.uint8) for _ in ab_grids]
+    white = D65_WHITE.astype(np.float32)
+    rgb_from_xyz = RGB_FROM_XYZ.astype(np.float32)
     rows_per_strip = max(1, strip_pixels // max(width, 1))
     for top in range(0, height, rows_per_strip):
         rows = slice(top, min(top + rows_per_strip, height))
-        wy = y_weight[rows, None, None]
-        ab = ab_rows[y_low[rows]] * (1 - wy) + ab_rows[y_high[rows]] * wy  # (rows, W, 2)
-        lab = np.concatenate([lightness[rows, :, None].astype(np.float32), ab], axis=-1)
-        out[rows] = np.round(srgb_from_lab_in_gamut(lab) * 255).astype(np.uint8)
-    return out
+        L = lightness[rows].astype(np.float32)
+        fy = (L + 16) / 116
+        y = f_inverse(fy)  # Y of the pixel (white has Y = 1), the same for every prediction
+        for upsampler, out in zip(upsamplers, outs):
+            a, b = upsampler.strip(rows)
+            x = f_inverse(fy + a / 500) * white[0]
+            z = f_inverse(fy - b / 200) * white[2]
+            linear = [m[0] * x + m[1] * y + m[2] * z for m in rgb_from_xyz]  # R, G, B, each (rows, W)
+            outside = np.zeros(L.shape, bool)
+            for channel in linear:
+                if channel.min() < -GAMUT_TOLERANCE or channel.max() > 1 + GAMUT_TOLERANCE:
+                    outside |= (channel < -GAMUT_TOLERANCE) | (channel > 1 + GAMUT_TOLERANCE)
+            if outside.any():  # bring those colours in at constant L and hue
+                mapped = linear_from_lab_in_gamut(np.stack([L[outside], a[outside], b[outside]], axis=-1))
+                for c, channel in enumerate(linear):
+                    channel[outside] = mapped[:, c]
+            for c, channel in enumerate(linear):
+                out[rows, :, c] = srgb8_from_linear(channel)
+    return outs
+
+
+def compose(lightness: np.ndarray, ab_grid: np.ndarray, strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
+    """Join full-resolution L, (H, W), with one coarse ab prediction, (h, w, 2), into (H, W, 3)
+    uint8 sRGB; see :func:`compose_many`."""
+    return compose_many(lightness, [ab_grid], strip_pixels)[0]

@@ -30,6 +30,19 @@ _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
 
 
+#: EXIF tag of the orientation, and the transposition that makes each orientation upright.
+EXIF_ORIENTATION = 0x0112
+ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 class ImageError(Exception):
     """An image that cannot be used; ``str(error)`` is a one-line reason."""
 
@@ -74,23 +87,36 @@ def open_image(source: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_M
         yield image
 
 
-def decode(image: Image.Image, draft_size: int | None = None) -> Image.Image:
-    """Decode an opened image and apply its EXIF orientation.
+def decode(image: Image.Image, draft_size: int | None = None, upright: bool = True) -> Image.Image:
+    """Decode an opened image and, with ``upright``, apply its EXIF orientation.
 
     Parameters
     ----------
     image : an image from :func:`open_image`
     draft_size : when given, let the JPEG decoder scale down in the DCT domain (up to 8×) while
         keeping both sides at least this large; much faster for large photos.
+    upright : apply the EXIF orientation now; pass False to apply it later with :func:`upright`
+        (cheaper on a resized image).
     """
-    name = image.filename or "<stream>"
+    name = getattr(image, "filename", None) or "<stream>"
     try:
         if draft_size is not None and image.format == "JPEG":
             image.draft(image.mode if image.mode in ("L", "RGB") else None, (draft_size, draft_size))
         image.load()
-        return ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ImageError(f"{name}: cannot decode ({error})") from None
+    return set_upright(image) if upright else image
+
+
+def set_upright(image: Image.Image, orientation_of: Image.Image | None = None) -> Image.Image:
+    """Rotate or flip an image as the EXIF orientation of ``orientation_of`` (default: its own) says."""
+    orientation = (orientation_of or image).getexif().get(EXIF_ORIENTATION, 1)
+    if orientation == 1:
+        return image
+    if orientation_of is None:
+        return ImageOps.exif_transpose(image)
+    method = ORIENTATION_TRANSPOSE.get(orientation)
+    return image.transpose(method) if method is not None else image
 
 
 def is_gray_mode(image: Image.Image) -> bool:
@@ -161,10 +187,13 @@ def load_rgb8(
     """
     with open_image(source, max_pixels) as image:
         mode = image.mode
-        decoded = decode(image, draft_size=size)
+        decoded = decode(image, draft_size=size, upright=size is None)
         rgb = to_rgb8(decoded)
-        if size is not None and rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        if size is not None:
+            # Warp to the square first, then turn it upright: the same picture, a smaller transpose.
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            rgb = set_upright(rgb, orientation_of=image)
         return np.asarray(rgb), mode
 
 

@@ -5,8 +5,8 @@ The ab plane is cut into cells of ``cell`` × ``cell`` ab units whose edges lie 
 least one of the 2^24 8-bit sRGB colours falls into it; this is computed, never hard-coded
 (grid 16: 114 cells, the reference study's 114 bins; grid 10: 268 cells).
 
-Encoding a pixel is a table look-up indexed by its 24-bit colour ``r << 16 | g << 8 | b``,
-which yields its L and its cell.
+Encoding a pixel is one look-up in a table indexed by its 24-bit colour ``r | g << 8 | b << 16``
+(the pixel's three bytes read as a little-endian integer), whose entry packs its L and its cell.
 """
 
 import os
@@ -21,7 +21,7 @@ from colorize_core.constants import AB_EXTENT, NUM_SRGB_COLOURS, XYZ_FROM_RGB
 from colorize_core.io import atomic_output
 
 #: Bump when the tables' definition changes, so stale disk caches are ignored.
-LUT_VERSION = 2
+LUT_VERSION = 3
 #: Colours converted per chunk when the look-up table is built (bounds its memory to ~0.5 GB).
 _LUT_CHUNK = 2**21
 
@@ -85,13 +85,27 @@ class AbGrid:
         return ij[..., 0] * self.cells_per_axis + ij[..., 1]
 
 
+#: One table entry: the colour's L (float16) and its ab cell (uint16), 4 bytes, so that a pixel
+#: costs a single memory access.
+LUT_ENTRY = np.dtype([("lightness", "<f2"), ("cell", "<u2")])
+
+
 @dataclass(frozen=True)
 class SrgbLut:
-    """Look-up tables over all 2^24 8-bit sRGB colours, indexed by ``r << 16 | g << 8 | b``."""
+    """Look-up table over all 2^24 8-bit sRGB colours, indexed by :func:`colour_index_from_rgb`."""
 
     grid: AbGrid
-    lightness: np.ndarray  # (2^24,) float16, CIE L* in [0, 100]
-    cell: np.ndarray  # (2^24,) grid.index_dtype, ab cell of the colour
+    table: np.ndarray  # (2^24,) LUT_ENTRY
+
+    @property
+    def lightness(self) -> np.ndarray:
+        """CIE L* of every colour, (2^24,) float16 (a view)."""
+        return self.table["lightness"]
+
+    @property
+    def cell(self) -> np.ndarray:
+        """ab cell of every colour, (2^24,) uint16 (a view)."""
+        return self.table["cell"]
 
     @cached_property
     def in_gamut(self) -> np.ndarray:
@@ -112,14 +126,22 @@ class SrgbLut:
         """
         if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
             raise ValueError(f"rgb must be uint8 of shape (..., 3), got {rgb.dtype} {rgb.shape}")
-        index = colour_index_from_rgb(rgb)
-        return np.take(self.lightness, index), np.take(self.cell, index)
+        entries = np.take(self.table, colour_index_from_rgb(rgb))  # (...) LUT_ENTRY
+        return np.ascontiguousarray(entries["lightness"]), entries["cell"].astype(self.grid.index_dtype)
 
 
 def colour_index_from_rgb(rgb: np.ndarray) -> np.ndarray:
-    """24-bit colour index ``r << 16 | g << 8 | b`` of uint8 pixels, (..., 3) -> (...), int32."""
-    rgb = rgb.astype(np.int32)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    """24-bit colour index ``r | g << 8 | b << 16`` of uint8 pixels, (..., 3) -> (...), uint32.
+
+    Reads each pixel's three bytes (and the next byte, masked off) as one little-endian integer,
+    instead of combining three channels arithmetically.
+    """
+    flat = np.ascontiguousarray(rgb).reshape(-1)
+    padded = np.empty(flat.size + 1, np.uint8)  # room for the byte read past the last pixel
+    padded[:-1] = flat
+    padded[-1] = 0
+    words = np.ndarray((flat.size // 3,), dtype="<u4", buffer=padded, strides=(3,))
+    return (words & 0xFFFFFF).reshape(rgb.shape[:-1])
 
 
 def _lab_of_all_colours(start: int, stop: int) -> np.ndarray:
@@ -128,25 +150,24 @@ def _lab_of_all_colours(start: int, stop: int) -> np.ndarray:
     # XYZ is linear in the linearised channels: add up one (256, 3) table per channel.
     linear_of_byte = linear_from_srgb(np.arange(256) / 255.0)  # (256,)
     xyz_of_channel = linear_of_byte[:, None, None] * XYZ_FROM_RGB.T[None]  # (256, 3 channels, 3 xyz)
-    xyz = xyz_of_channel[index >> 16, 0] + xyz_of_channel[(index >> 8) & 255, 1] + xyz_of_channel[index & 255, 2]
-    return lab_from_xyz(xyz)
+    r, g, b = index & 255, (index >> 8) & 255, index >> 16
+    return lab_from_xyz(xyz_of_channel[r, 0] + xyz_of_channel[g, 1] + xyz_of_channel[b, 2])
 
 
 def _build_lut(grid: AbGrid) -> SrgbLut:
-    lightness = np.empty(NUM_SRGB_COLOURS, np.float16)
-    cells = np.empty(NUM_SRGB_COLOURS, grid.index_dtype)
+    table = np.empty(NUM_SRGB_COLOURS, LUT_ENTRY)
     for start in range(0, NUM_SRGB_COLOURS, _LUT_CHUNK):
         stop = start + _LUT_CHUNK
         lab = _lab_of_all_colours(start, stop)
-        lightness[start:stop] = lab[:, 0]
-        cells[start:stop] = grid.cells_from_ab(lab[:, 1:])
-    return SrgbLut(grid, lightness, cells)
+        table["lightness"][start:stop] = lab[:, 0]
+        table["cell"][start:stop] = grid.cells_from_ab(lab[:, 1:])
+    return SrgbLut(grid, table)
 
 
 def lut_cache_path(cell: int) -> Path:
     """Where the tables of a grid are cached between runs (``$COLORIZE_CACHE``, else ~/.cache/colorize)."""
     folder = Path(os.environ.get("COLORIZE_CACHE", Path.home() / ".cache" / "colorize"))
-    return folder / f"srgb_lut_v{LUT_VERSION}_grid{cell}.npz"
+    return folder / f"srgb_lut_v{LUT_VERSION}_grid{cell}.npy"
 
 
 @lru_cache(maxsize=4)
@@ -155,16 +176,15 @@ def srgb_lut(cell: int) -> SrgbLut:
     grid = AbGrid(cell)
     path = lut_cache_path(cell)
     try:
-        with np.load(path, allow_pickle=False) as cached:
-            lut = SrgbLut(grid, cached["lightness"], cached["cell"])
-        if all(len(table) == NUM_SRGB_COLOURS for table in (lut.lightness, lut.cell)):
-            return lut
-    except (OSError, KeyError, ValueError):
+        table = np.load(path, allow_pickle=False)
+        if table.dtype == LUT_ENTRY and table.shape == (NUM_SRGB_COLOURS,):
+            return SrgbLut(grid, table)
+    except (OSError, ValueError):
         pass
     lut = _build_lut(grid)
     try:
         with atomic_output(path) as f:
-            np.savez(f, lightness=lut.lightness, cell=lut.cell)
+            np.save(f, lut.table, allow_pickle=False)
     except OSError:
         pass  # a read-only home only costs the rebuild next time
     return lut

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from colorize_core.color import lab_from_srgb
 from colorize_core.config import SPLITS, ShardParams
 from colorize_core.data.sample import Record, read_list
-from colorize_core.color import lab_from_srgb
 from colorize_core.images import GRAY_MODES, ImageError, load_rgb8
 from colorize_core.io import atomic_output, atomic_write_csv, atomic_write_json, remove_stale_temporaries
 from colorize_core.progress import progress
@@ -68,7 +68,8 @@ def far_from_gray(grid: int, max_chroma: float) -> tuple[np.ndarray, bytes]:
     a 256-byte translation table for uint8 cells."""
     far = (~AbGrid(grid).near_gray_cells(max_chroma)).astype(np.uint8)
     table = np.zeros(256, np.uint8)
-    table[: min(len(far), 256)] = far[:256]
+    if len(far) <= 256:
+        table[: len(far)] = far
     return far, table.tobytes()
 
 
@@ -84,7 +85,8 @@ def any_far_from_gray(cells: np.ndarray, grid: int, max_chroma: float) -> bool:
 def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
     stream = io.BytesIO()
     np.lib.format.write_array(stream, np.zeros(shape, dtype), allow_pickle=False)
-    return stream.getvalue()[: -int(np.prod(shape)) * np.dtype(dtype).itemsize or None]
+    data = stream.getvalue()
+    return data[: len(data) - int(np.prod(shape)) * np.dtype(dtype).itemsize]
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -105,7 +107,8 @@ def encode_record(record: Record, key: str, params: ShardParams) -> Outcome:
     lightness, cells = lut.encode(rgb)  # each (S, S)
     if not any_far_from_gray(cells, params.grid, params.grayscale_max_chroma):
         # Every pixel sits in a cell near the gray axis: decide on the exact chroma (rare, so slow is fine).
-        max_chroma = float(np.hypot(*np.moveaxis(lab_from_srgb(rgb.astype(np.float32) / 255)[..., 1:], -1, 0)).max())
+        ab = lab_from_srgb(rgb.astype(np.float32) / 255)[..., 1:]
+        max_chroma = float(np.hypot(ab[..., 0], ab[..., 1]).max())
         if max_chroma <= params.grayscale_max_chroma:
             return Outcome(
                 record,

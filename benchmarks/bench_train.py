@@ -5,8 +5,7 @@ product measured in the same run; and the data loader alone against what the ste
     python benchmarks/bench_train.py [--repeat 3]
 
 Targets (CPU): full width >= 70% of the matmul peak, demo >= 40%; loader >= 3× the step's rate.
-On a CUDA machine it also times the full-width step with bf16 autocast and channels_last
-against a bf16 matrix product.
+The same step on a GPU, in bf16: ``benchmarks/bench_gpu.py``.
 """
 
 from __future__ import annotations
@@ -44,8 +43,6 @@ def matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 4096, repeat
 
     def run() -> None:
         a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
     return 2 * n**3 / median_seconds(run, repeat=repeat)
 
@@ -74,8 +71,6 @@ def training_step(width: float, size: int, batch: int, device: torch.device, amp
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
     with FlopCounterMode(display=False) as counter:
         step()
@@ -119,14 +114,6 @@ def main() -> None:
         m[f"{name}_loader_img_s"] = loader_rate(photos, size, batch)
         checks.append(check(f"{name}: step FLOP/s / matmul peak", achieved / m["cpu_fp32_matmul_gflop_s"], 0.70 if name == "full" else 0.40))
         checks.append(check(f"{name}: loader / step images/s", m[f"{name}_loader_img_s"] / m[f"{name}_step_img_s"], 3.0))
-    if torch.cuda.is_available():
-        gpu = torch.device("cuda")
-        m["gpu"] = torch.cuda.get_device_name(0)
-        m["gpu_bf16_matmul_tflop_s"] = matmul_flops(gpu, torch.bfloat16, n=8192, repeat=10) / 1e12
-        seconds, flops = training_step(1.0, 256, 64, gpu, torch.bfloat16, max(args.repeat, 10))
-        m["gpu_full_bf16_step_img_s"] = 64 / seconds
-        m["gpu_full_bf16_step_tflop_s"] = flops / seconds / 1e12
-        m["gpu_full_bf16_step_share_of_matmul_peak"] = m["gpu_full_bf16_step_tflop_s"] / m["gpu_bf16_matmul_tflop_s"]
     report("train", m, checks)
 
 

@@ -28,3 +28,23 @@ def test_every_config_file_parses_and_validates_where_its_data_exists(monkeypatc
         roots = {params.sample.split(split).root for split in SPLITS} - {None}
         if all(Path(root).is_dir() for root in roots):
             params.validate()
+
+
+def test_every_config_holds_every_parameter_the_pipeline_tracks():
+    """`cp configs/X.yaml params.yaml && dvc exp run` needs every key dvc.yaml lists (DVC refuses missing ones)."""
+    import yaml
+
+    stages = yaml.safe_load(ROOT.joinpath("dvc.yaml").read_text())["stages"]
+    tracked = {key for stage in stages.values() for key in stage.get("params", [])}
+    assert "train.arch" in tracked
+    for path in [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]:
+        config = yaml.safe_load(path.read_text())
+        missing = []
+        for key in tracked:
+            node = config
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    missing.append(key)
+                    break
+                node = node[part]
+        assert not missing, f"{path.name} lacks {sorted(missing)}"

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_ce", "val_accuracy", "images_per_second")
 #: Parameters that do not change the weights a run ends with; a resumed run may differ in them.
-_NOT_IN_FINGERPRINT = ("epochs", "loader_workers", "device", "precision", "threads")
+_NOT_IN_FINGERPRINT = ("epochs", "loader_workers", "device", "precision", "threads", "compile")
 
 
 @dataclass
@@ -122,6 +122,8 @@ class Trainer:
             if runtime.distributed
             else self.model
         )
+        if params.compile:  # the compiled wrapper shares self.model's parameters; checkpoints stay plain
+            self.network = torch.compile(self.network)
 
     def lr_factor(self, epoch: int) -> float:
         """Learning-rate multiplier of an epoch: 1 (constant) or a half cosine from 1 towards 0."""

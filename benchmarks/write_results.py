@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("shard", "train", "inference", "memory")
+ORDER = ("shard", "train", "inference", "memory", "gpu")
 
 
 def render(results: list[dict]) -> str:
@@ -23,9 +23,11 @@ def render(results: list[dict]) -> str:
             f"torch {machine['torch']}, {machine['torch_threads']} threads"
             + (f", GPU {machine['cuda']}" if machine.get("cuda") else ", no GPU"),
             "",
-            "| target | measured | goal | met |",
-            "|---|---|---|---|",
         ]
+        if result["checks"]:
+            lines += ["| target | measured | goal | met |", "|---|---|---|---|"]
+        else:
+            lines += ["No target is set for this benchmark; the numbers are reported (see the notes below)."]
         lines += [f"| {c['name']} | {c['value']} | {c['direction']} {c['target']} | {'yes' if c['met'] else '**no**'} |" for c in result["checks"]]
         lines += ["", "| measurement | value |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in result["measurements"].items()]

@@ -59,7 +59,7 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """The network with the checkpoint's weights, in eval mode, on the CPU."""
-        model = build_model(self.config)
+        model = build_model(self.config, pretrained=False)
         model.load_state_dict(self.state_dict)
         return model.eval()
 

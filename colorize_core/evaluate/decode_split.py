@@ -85,6 +85,7 @@ def run_decode(
     device: str = "auto",
     batch_size: int = 16,
     max_pixels: int | None = None,
+    size: int | None = None,
 ) -> dict:
     """Colorize every kept test image; returns the manifest."""
     images = kept_test_images(lists_dir, shards_dir)
@@ -94,8 +95,10 @@ def run_decode(
             shutil.rmtree(child)
     skipped: dict[str, str] = {}
     for name, checkpoint_path in checkpoints.items():
-        colorizer = Colorizer.from_checkpoint(checkpoint_path, device)
-        fingerprint = file_digest(checkpoint_path) + "\n" + file_digest(Path(lists_dir) / "test.csv")
+        colorizer = Colorizer.from_checkpoint(checkpoint_path, device, size)
+        fingerprint = "\n".join(
+            [file_digest(checkpoint_path), file_digest(Path(lists_dir) / "test.csv"), f"size {colorizer.size}"]
+        )
         for stale in (out_dir / name).glob("T*"):
             if stale.name not in keep_dirs[name]:
                 shutil.rmtree(stale)

@@ -33,6 +33,18 @@ def decode_sample(sample: dict) -> tuple[np.ndarray, np.ndarray]:
     return lightness, cells
 
 
+def mirrored_at_random(rng: random.Random):
+    """A map over samples that mirrors each (L, cells) pair left-right with probability ½, drawn from ``rng``."""
+
+    def maybe_mirror(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        lightness, cells = sample
+        if rng.random() < 0.5:
+            return lightness[:, ::-1], cells[:, ::-1]
+        return lightness, cells
+
+    return maybe_mirror
+
+
 def collate(samples: list[tuple[np.ndarray, np.ndarray]]) -> Batch:
     lightness = torch.from_numpy(np.stack([s[0] for s in samples])).float().unsqueeze(1)  # (B, 1, S, S)
     cells = torch.from_numpy(np.stack([s[1] for s in samples]).astype(np.int64))  # (B, S/4, S/4)
@@ -54,13 +66,18 @@ def rank_shards(urls: list[str], seed: int, epoch: int, rank: int, world_size: i
     return urls[rank::world_size]
 
 
-def epoch_pipeline(shards: list[str], batch_size: int, seed: int, epoch: int, shuffle_buffer: int, shuffle: bool):
+def epoch_pipeline(
+    shards: list[str], batch_size: int, seed: int, epoch: int, shuffle_buffer: int, shuffle: bool, flip: bool = False
+):
     """One epoch of batches from the given shards (inside a DataLoader, WebDataset's
-    ``split_by_worker`` deals them to the workers)."""
+    ``split_by_worker`` deals them to the workers); ``flip`` mirrors a seeded half of the samples."""
     stages = [wds.SimpleShardList(shards), wds.split_by_worker, wds.tarfile_to_samples()]
     if shuffle:
         stages.append(wds.shuffle(shuffle_buffer, initial=shuffle_buffer, rng=random.Random(epoch_seed(seed, epoch))))
-    stages += [wds.map(decode_sample), wds.batched(batch_size, collation_fn=collate, partial=True)]
+    stages.append(wds.map(decode_sample))
+    if flip:
+        stages.append(wds.map(mirrored_at_random(random.Random(epoch_seed(seed, epoch) + 1))))
+    stages.append(wds.batched(batch_size, collation_fn=collate, partial=True))
     return wds.DataPipeline(*stages)
 
 
@@ -76,6 +93,7 @@ def batches(
     shuffle: bool = True,
     steps: int | None = None,
     pin_memory: bool = False,
+    flip: bool = False,
 ) -> Iterator[Batch]:
     """Iterate one epoch's batches; with ``steps`` the stream repeats until that many batches.
 
@@ -88,7 +106,7 @@ def batches(
     def one_pass() -> Iterator[Batch]:
         if not shards:
             return iter(())
-        pipeline = epoch_pipeline(shards, batch_size, seed, epoch, shuffle_buffer, shuffle)
+        pipeline = epoch_pipeline(shards, batch_size, seed, epoch, shuffle_buffer, shuffle, flip)
         if loader_workers == 0:
             return iter(pipeline)
         return iter(wds.WebLoader(pipeline, batch_size=None, num_workers=loader_workers, pin_memory=pin_memory))

@@ -109,10 +109,15 @@ class Trainer:
 
         torch.manual_seed(params.seed)
         self.model = build_model(self.config).to(self.device, memory_format=torch.channels_last)
+        if params.freeze_encoder:
+            self.model.freeze_encoder()
         self.loss = RebalancedCrossEntropy(self.bins, params.rebalance, params.encoding).to(self.device)
         self.plain_loss = RebalancedCrossEntropy(self.bins, rebalance=False, encoding="hard").to(self.device)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=params.lr, betas=tuple(params.betas), weight_decay=params.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad],  # all but a frozen encoder
+            lr=params.lr,
+            betas=tuple(params.betas),
+            weight_decay=params.weight_decay,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.amp_dtype = autocast_dtype(params.precision, self.device)
@@ -150,6 +155,7 @@ class Trainer:
             shuffle=train,
             steps=steps,
             pin_memory=self.device.type == "cuda",
+            flip=train and p.flip,
         )
 
     def _to_device(self, lightness: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,11 +1,14 @@
 """Inference: one 1024×768 photo end to end through `colorize photo`'s code path (decode, network
 input, network, annealed mean, upsample + Lab -> sRGB, encode), split into its parts, for the
-demo and the full-width network; and a sweep of 5 temperatures against a single one.
+demo and the full-width network and the bundled model; a sweep of 5 temperatures against a
+single one; and what a newcomer waits for: the whole command `colorize photo photo.jpg` with the
+bundled model (a new process: Python start, imports, model loading, colorization, writing).
 
     python benchmarks/bench_inference.py [--repeat 5]
 
 Targets: the network is >= 75% of the end-to-end time for the full-width model; 5 temperatures
-cost < 1.5× one (the log-probabilities are computed once).
+cost < 1.5× one (the log-probabilities are computed once); the bundled model's whole command
+takes < 2 s.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +30,7 @@ from bench_train import demo_bins  # noqa: E402
 from common import SHARED, check, median_seconds, report  # noqa: E402
 
 from colorize_core.checkpoint import Checkpoint  # noqa: E402
-from colorize_core.colorizer import Colorizer, lightness_of, network_lightness  # noqa: E402
+from colorize_core.colorizer import BUNDLED_CHECKPOINT, Colorizer, lightness_of, network_lightness  # noqa: E402
 from colorize_core.decode import compose  # noqa: E402
 from colorize_core.images import decode, open_image  # noqa: E402
 from colorize_core.model import ModelConfig, build_model  # noqa: E402
@@ -60,14 +64,15 @@ def parts(colorizer: Colorizer, photo: Path, repeat: int) -> dict[str, float]:
             return decode(image)
 
     picture = read()
-    small = network_lightness(picture, colorizer.size)[None]
+    multiple = colorizer.model.input_multiple
+    small = network_lightness(picture, colorizer.size, multiple)[0][None]
     log_probs = colorizer.log_probs(small)
     grid = colorizer.ab_grids(log_probs, [0.38])[0][0]
     full_l = lightness_of(picture)
     rgb = compose(full_l, grid)
     return {
         "decode": median_seconds(read, repeat),
-        "network_input": median_seconds(lambda: network_lightness(picture, colorizer.size), repeat),
+        "network_input": median_seconds(lambda: network_lightness(picture, colorizer.size, multiple), repeat),
         "network": median_seconds(lambda: colorizer.log_probs(small), repeat),
         "annealed_mean": median_seconds(lambda: colorizer.ab_grids(log_probs, [0.38]), repeat),
         "full_resolution_L": median_seconds(lambda: lightness_of(picture), repeat),
@@ -81,6 +86,12 @@ def end_to_end(colorizer: Colorizer, photo: Path, temperatures: list[float], fol
     return median_seconds(lambda: colorize_files([photo], colorizer, options), repeat)
 
 
+def command_seconds(photo: Path, folder: Path, repeat: int) -> float:
+    """Median wall time of the whole `colorize photo PHOTO` command (bundled model), a new process each time."""
+    command = [str(Path(sys.executable).parent / "colorize"), "photo", str(photo), "--out", str(folder / "cli"), "--overwrite"]
+    return median_seconds(lambda: subprocess.run(command, check=True, capture_output=True), repeat)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
@@ -90,8 +101,10 @@ def main() -> None:
     checks = []
     try:
         photo = test_photo(folder)
-        for name, (width, size) in MODELS.items():
-            colorizer = Colorizer.from_checkpoint(make_checkpoint(width, size, folder / f"{name}.pt"), "cpu")
+        checkpoints = {name: make_checkpoint(width, size, folder / f"{name}.pt") for name, (width, size) in MODELS.items()}
+        checkpoints["bundled"] = BUNDLED_CHECKPOINT
+        for name, checkpoint in checkpoints.items():
+            colorizer = Colorizer.from_checkpoint(checkpoint, "cpu")
             split = parts(colorizer, photo, args.repeat)
             for part, seconds in split.items():
                 m[f"{name}_{part}_ms"] = seconds * 1000
@@ -104,7 +117,9 @@ def main() -> None:
             # includes file handling and varies more
             m[f"{name}_network_share"] = m[f"{name}_network_ms"] / m[f"{name}_parts_total_ms"]
             m[f"{name}_5T_over_1T"] = five / one
+        m["bundled_command_s"] = command_seconds(photo, folder, args.repeat)
         checks.append(check("full: network share of the parts' total", m["full_network_share"], 0.75))
+        checks.append(check("bundled: `colorize photo` command, seconds", m["bundled_command_s"], 2.0, higher_is_better=False))
         checks.append(check("full: 5 temperatures / 1 temperature", m["full_5T_over_1T"], 1.5, higher_is_better=False))
     finally:
         shutil.rmtree(folder)

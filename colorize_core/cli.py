@@ -161,11 +161,10 @@ def parse_temperatures(value: str | None) -> list[float] | None:
 @main.command()
 @PARAMS_OPTION
 @click.option("--lists", "lists_dir", type=click.Path(file_okay=False, path_type=Path), default="data/sample")
-@click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default="data/shards")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default="models")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="data/decoded")
 @friendly_errors
-def decode(params_path: Path, lists_dir: Path, shards_dir: Path, models_dir: Path, out_dir: Path) -> None:
+def decode(params_path: Path, lists_dir: Path, models_dir: Path, out_dir: Path) -> None:
     """Colorize the test split at every temperature with each checkpoint (MODELS/best.pt, last.pt).
 
     Writes OUT/<checkpoint>/T<t>/<key>.png at the images' full resolution and OUT/manifest.json.
@@ -178,7 +177,6 @@ def decode(params_path: Path, lists_dir: Path, shards_dir: Path, models_dir: Pat
     checkpoints = {name: models_dir / f"{name}.pt" for name in params.decode.checkpoints}
     run_decode(
         lists_dir,
-        shards_dir,
         checkpoints,
         params.sweep,
         out_dir,

@@ -34,7 +34,7 @@ from colorize_core.constants import (
     L_SCALE,
     SRGB_ENCODED_THRESHOLD,
 )
-from colorize_core.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, efficientnet_lite
+from colorize_core.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, efficientnet_lite_features
 
 ARCHITECTURES: dict[str, Callable[["ModelConfig", bool], nn.Module]] = {}
 
@@ -180,7 +180,7 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Seq
     )
 
 
-#: Encoder stages (indices into timm's ``blocks``) whose outputs are tapped, strides 4, 8, 16, 32.
+#: Encoder stages whose outputs are tapped, at strides 4, 8, 16, 32.
 LITE_TAPS = (1, 2, 4, 6)
 #: Decoder channels at strides 32, 16, 8 and 4 for width 1.0.
 UNET_DECODER_CHANNELS = (192, 128, 96, 48)
@@ -190,16 +190,14 @@ class PretrainedUNet(nn.Module):
     """EfficientNet-Lite encoder + U-Net decoder: L (B, 1, H, W) -> logits (B, Q, H/4, W/4).
 
     The L channel goes in as the gray sRGB photo it is, replicated to 3 channels and normalised
-    as the encoder was trained. Its conv_head and classifier are dropped.
+    as the encoder was trained. The encoder is EfficientNet-Lite's stem and seven stages (no head).
     """
 
     input_multiple = 32
 
     def __init__(self, config: ModelConfig, variant: int, pretrained: bool):
         super().__init__()
-        backbone = efficientnet_lite(variant, pretrained)
-        self.stem = nn.Sequential(backbone.conv_stem, backbone.bn1)
-        self.stages = nn.ModuleList(backbone.blocks[: LITE_TAPS[-1] + 1])
+        self.stem, self.stages = efficientnet_lite_features(variant, pretrained)
         tapped = [self.stages[i][-1].conv_pwl.out_channels for i in LITE_TAPS]  # strides 4, 8, 16, 32
         c32, c16, c8, c4 = (scaled_channels(c, config.width) for c in UNET_DECODER_CHANNELS)
         self.lateral = conv_bn_relu(tapped[3], c32, kernel=1)  # stride 32

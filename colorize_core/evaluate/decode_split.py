@@ -2,7 +2,9 @@
 
 Output: ``<out>/<checkpoint>/T<t>/<key>.png`` at the test images' full resolution, and
 ``<out>/manifest.json`` listing the images (key, path, synset, class index), checkpoints and
-temperatures. The test images are those the shard stage kept (readable, with colour).
+temperatures. Every image of the test list is decoded: colour photos (scored against their
+colours) and genuinely grayscale ones (the reference study's separate gray test set, scored by
+the classifier alone); unreadable files are skipped with their reason.
 
 Each ``<checkpoint>/T<t>`` folder carries a fingerprint of the checkpoint file and the test
 list; a re-run keeps folders whose fingerprint matches and every image already written, so an
@@ -18,12 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 from PIL import Image
 
 from colorize_core.colorizer import Colorizer
 from colorize_core.data.sample import Record, read_list
-from colorize_core.data.shard import shard_urls
 from colorize_core.images import ImageError, decode, open_image
 from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text, remove_stale_temporaries
 from colorize_core.progress import progress
@@ -47,14 +47,10 @@ def temperature_dir(T: float) -> str:
     return f"T{T:g}"
 
 
-def kept_test_images(lists_dir: Path, shards_dir: Path) -> list[TestImage]:
-    """The test images that the shard stage wrote (readable and in colour), in list order."""
+def test_images(lists_dir: Path) -> list[TestImage]:
+    """Every image of the test list, in list order, keyed by its position (as in the shards)."""
     records: list[Record] = read_list(Path(lists_dir) / "test.csv")
-    urls = shard_urls(shards_dir, "test")
-    kept = {s["__key__"] for s in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())} if urls else set()
-    return [
-        TestImage(f"{i:06d}", r.path, r.synset, r.class_index) for i, r in enumerate(records) if f"{i:06d}" in kept
-    ]
+    return [TestImage(f"{i:06d}", r.path, r.synset, r.class_index) for i, r in enumerate(records)]
 
 
 def file_digest(path: Path) -> str:
@@ -78,7 +74,6 @@ def _prepare_folder(folder: Path, fingerprint: str) -> None:
 
 def run_decode(
     lists_dir: Path,
-    shards_dir: Path,
     checkpoints: dict[str, Path],
     temperatures: list[float],
     out_dir: Path,
@@ -88,7 +83,7 @@ def run_decode(
     size: int | None = None,
 ) -> dict:
     """Colorize every kept test image; returns the manifest."""
-    images = kept_test_images(lists_dir, shards_dir)
+    images = test_images(lists_dir)
     keep_dirs = {name: {temperature_dir(T) for T in temperatures} for name in checkpoints}
     for child in out_dir.glob("*/") if out_dir.is_dir() else []:  # checkpoints no longer asked for
         if child.is_dir() and child.name not in checkpoints:

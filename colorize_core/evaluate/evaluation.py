@@ -4,13 +4,16 @@ Variants of a test image (the reference study's section 8): ORIGINAL (the colour
 one colorization per temperature and checkpoint, and BW IMG (its lightness alone, as a neutral
 gray). For each one: the classifier's top-1 class and confidence, the confidence of the true
 class, top-1 / top-5 correctness, AuC (plain and rebalanced), PSNR and colourfulness.
+
+Genuinely grayscale test photos (no colour truth; the reference study's separate gray test set)
+are scored apart, by the classifier alone: BW IMG against each colorization.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -62,25 +65,15 @@ def reference_of(picture) -> Reference:
     return Reference(rgb, lightness_of(picture), lab[..., 1:], colourfulness(rgb))
 
 
-def score_variants(
-    item: TestImage,
-    reference: Reference,
-    variants: list[tuple[str, str, float | None, np.ndarray]],
-    classifier: Classifier,
-    bins: Bins,
+def classify_variants(
+    item: TestImage, variants: list[tuple[str, str, float | None, np.ndarray]], classifier: Classifier
 ) -> list[dict]:
-    """One row per variant: classification and colour metrics.
-
-    ``variants``: (checkpoint, variant name, temperature or None, image (H, W, 3) uint8).
-    """
+    """The classifier's verdict on each variant (see :func:`score_variants`), one row each."""
     probabilities = classifier.probabilities([v[3] for v in variants])  # (V, 1000)
-    pixel_weights = rebalancing_pixel_weights(reference.ab, bins)
+    labelled = item.class_index >= 0
     rows = []
-    for (checkpoint, name, T, rgb), probs in zip(variants, probabilities):
+    for (checkpoint, name, T, _), probs in zip(variants, probabilities):
         top = np.argsort(-probs, kind="stable")[:TOP_K]
-        labelled = item.class_index >= 0
-        ab = reference.ab if name == ORIGINAL else lab_from_srgb(rgb.astype(np.float32) / 255)[..., 1:]
-        colourful = colourfulness(rgb)
         rows.append(
             {
                 "image": item.key,
@@ -97,6 +90,30 @@ def score_variants(
                 "true_confidence": float(probs[item.class_index]) if labelled else np.nan,
                 "top1_correct": bool(top[0] == item.class_index) if labelled else np.nan,
                 "top5_correct": bool(item.class_index in top) if labelled else np.nan,
+            }
+        )
+    return rows
+
+
+def score_variants(
+    item: TestImage,
+    reference: Reference,
+    variants: list[tuple[str, str, float | None, np.ndarray]],
+    classifier: Classifier,
+    bins: Bins,
+) -> list[dict]:
+    """One row per variant: classification and colour metrics.
+
+    ``variants``: (checkpoint, variant name, temperature or None, image (H, W, 3) uint8).
+    """
+    pixel_weights = rebalancing_pixel_weights(reference.ab, bins)
+    rows = []
+    for row, (_, name, _, rgb) in zip(classify_variants(item, variants, classifier), variants):
+        ab = reference.ab if name == ORIGINAL else lab_from_srgb(rgb.astype(np.float32) / 255)[..., 1:]
+        colourful = colourfulness(rgb)
+        rows.append(
+            {
+                **row,
                 "auc": auc(ab, reference.ab),
                 "auc_rebalanced": auc(ab, reference.ab, pixel_weights),
                 "psnr": psnr(rgb, reference.rgb),
@@ -107,11 +124,16 @@ def score_variants(
     return rows
 
 
+Thumbnails = dict[str, dict[tuple[str, str], np.ndarray]]  # key -> (checkpoint, variant) -> small uint8 image
+
+
 @dataclass
 class Evaluation:
-    rows: list[dict]  # one per image × variant (× checkpoint)
+    rows: list[dict]  # colour photos: one per image × variant (× checkpoint)
     skipped: dict[str, str]  # path -> reason
-    thumbnails: dict[str, dict[tuple[str, str], np.ndarray]]  # key -> (checkpoint, variant) -> small uint8 image
+    thumbnails: Thumbnails
+    grayscale_rows: list[dict] = field(default_factory=list)  # real grayscale photos, classification only
+    grayscale_thumbnails: Thumbnails = field(default_factory=dict)
 
 
 def thumbnail(rgb: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
@@ -133,8 +155,10 @@ def evaluate_images(
     """Score every variant of every image.
 
     ``colorizations(item, picture)`` gives the colorized images of one test image, read from the
-    decode stage's output or computed on the fly. Thumbnails of every variant are kept for the
-    first ``thumbnails_for`` images (figures and the HTML gallery).
+    decode stage's output or computed on the fly. Colour photos go to ``rows``; photos with no
+    colour (|ab| never above GRAYSCALE_MAX_CHROMA) to ``grayscale_rows``, classified only.
+    Thumbnails of every variant are kept for the first ``thumbnails_for`` images of each kind
+    (figures and the HTML gallery).
     """
     result = Evaluation([], {}, {})
     for item in progress(list(items), desc="evaluate", unit="img"):
@@ -144,18 +168,25 @@ def evaluate_images(
             result.skipped[item.path] = str(error)
             continue
         reference = reference_of(picture)
-        if not np.any(np.hypot(reference.ab[..., 0], reference.ab[..., 1]) > GRAYSCALE_MAX_CHROMA):
-            result.skipped[item.path] = f"{item.path}: grayscale, no colour to compare with"
-            continue
+        is_gray = not np.any(np.hypot(reference.ab[..., 0], reference.ab[..., 1]) > GRAYSCALE_MAX_CHROMA)
         colours = colorizations(item, picture)
-        variants = [(NO_CHECKPOINT, ORIGINAL, None, reference.rgb)]
+        variants = [] if is_gray else [(NO_CHECKPOINT, ORIGINAL, None, reference.rgb)]
         variants += [(c, variant_name(T), T, colours[c, T]) for c in checkpoints for T in temperatures]
         gray = compose(reference.lightness, np.zeros((1, 1, 2), np.float32))
         variants.append((NO_CHECKPOINT, GRAYSCALE, None, gray))
-        result.rows += score_variants(item, reference, variants, classifier, bins)
-        if len(result.thumbnails) < thumbnails_for:
-            result.thumbnails[item.key] = {(c, name): thumbnail(rgb) for c, name, _, rgb in variants}
-    log.info("evaluate: %d images scored, %d skipped", len({r["image"] for r in result.rows}), len(result.skipped))
+        if is_gray:
+            result.grayscale_rows += classify_variants(item, variants, classifier)
+        else:
+            result.rows += score_variants(item, reference, variants, classifier, bins)
+        thumbnails = result.grayscale_thumbnails if is_gray else result.thumbnails
+        if len(thumbnails) < thumbnails_for:
+            thumbnails[item.key] = {(c, name): thumbnail(rgb) for c, name, _, rgb in variants}
+    log.info(
+        "evaluate: %d colour and %d grayscale images scored, %d skipped",
+        len({r["image"] for r in result.rows}),
+        len({r["image"] for r in result.grayscale_rows}),
+        len(result.skipped),
+    )
     return result
 
 

@@ -4,6 +4,8 @@ Writes into one folder:
 
 - ``classification.csv``: one row per image × variant × checkpoint;
 - ``classification.md``: per-image blocks in the study's style, then the summary tables;
+- ``real_grayscale.csv`` and ``real_grayscale.md``: the genuinely grayscale test photos (no colour
+  truth), the classifier on the gray photo against each colorization;
 - ``metrics.json``: the headline numbers (checkpoint ``best`` at temperature ``T``), for
   ``dvc metrics show`` and ``dvc exp show``;
 - ``figures/temperature_sweep.png`` (the study's Figure 4) and ``figures/metrics_vs_T.png``;
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from colorize_core.constants import GRAYSCALE_MAX_CHROMA
 from colorize_core.evaluate.evaluation import GRAYSCALE, NO_CHECKPOINT, ORIGINAL, Evaluation, variant_name
 from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text
 
@@ -77,6 +80,24 @@ def summary_table(rows: list[dict], checkpoint: str, temperatures: list[float]) 
     return table
 
 
+GRAYSCALE_COLUMNS = ("images", "top1", "top5", "true_confidence")
+
+
+def grayscale_table(rows: list[dict], checkpoint: str, temperatures: list[float]) -> pd.DataFrame:
+    """Real grayscale photos: per variant (the gray photo, each T), images and classifier scores."""
+    table = pd.DataFrame(index=pd.Index([GRAYSCALE, *(variant_name(T) for T in temperatures)], name="variant"))
+    if not rows:
+        return table.assign(**{column: np.nan for column in GRAYSCALE_COLUMNS})
+    frame = pd.DataFrame(rows)
+    frame = frame[frame["checkpoint"].isin([checkpoint, NO_CHECKPOINT])]
+    labelled = frame[frame["true_class"] >= 0]
+    table["images"] = frame.groupby("variant")["image"].nunique()
+    table["top1"] = labelled.groupby("variant")["top1_correct"].mean()
+    table["top5"] = labelled.groupby("variant")["top5_correct"].mean()
+    table["true_confidence"] = labelled.groupby("variant")["true_confidence"].mean()
+    return table
+
+
 def _format_table(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy().astype(object)
     for column in shown.columns:
@@ -109,6 +130,17 @@ def headline_metrics(rows: list[dict], info: ReportInfo) -> dict:
     frame = pd.DataFrame(rows)
     metrics["labelled_images"] = int(frame.loc[frame["true_class"] >= 0, "image"].nunique())
     return metrics
+
+
+def grayscale_metrics(rows: list[dict], info: ReportInfo) -> dict:
+    """Real grayscale photos in ``metrics.json``: their number, top-1 of the gray photo and of
+    the headline colorization."""
+    table = grayscale_table(rows, info.headline_checkpoint, info.temperatures)
+    return {
+        "images": int(table["images"].fillna(0).max()),
+        "gray_top1": _number(table.loc[GRAYSCALE, "top1"]),
+        "colorized_top1": _number(table.loc[variant_name(info.T), "top1"]),
+    }
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -193,6 +225,21 @@ def _header(info: ReportInfo, evaluation: Evaluation) -> list[str]:
     return lines
 
 
+def write_grayscale_markdown(evaluation: Evaluation, info: ReportInfo, path: Path) -> None:
+    images = len({row["image"] for row in evaluation.grayscale_rows})
+    lines = [
+        "# Real grayscale photos",
+        "",
+        f"Test photos with no colour (|ab| never above {GRAYSCALE_MAX_CHROMA:g}): {images}. No colour truth, so the "
+        f"classifier ({info.classifier}) alone compares the gray photo with its colorizations.",
+        "",
+    ]
+    for checkpoint in info.checkpoints:
+        table = grayscale_table(evaluation.grayscale_rows, checkpoint, info.temperatures)
+        lines += [f"## Checkpoint `{checkpoint}`", "", _format_table(table).to_markdown(), ""]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
 def write_markdown(evaluation: Evaluation, info: ReportInfo, path: Path) -> None:
     frame = pd.DataFrame(evaluation.rows)
     lines = ["# Classification of colorized images", "", *_header(info, evaluation), ""]
@@ -251,6 +298,27 @@ def _caption(row: pd.Series | None, title: str) -> str:
     )
 
 
+def _gallery_item(key: str, frame: pd.DataFrame, thumbnails: dict, cells: list) -> str:
+    """One image of the gallery: a thumbnail per (checkpoint, variant) cell with the classifier's label."""
+    rows = frame[frame["image"] == key]
+    first = rows.iloc[0]
+    truth = f"{first['true_name']}" if first["true_class"] >= 0 else "no ImageNet label"
+
+    def row_of(checkpoint: str, variant: str):
+        match = rows[(rows["checkpoint"] == checkpoint) & (rows["variant"] == variant)]
+        return match.iloc[0] if len(match) else None
+
+    figures_html = "".join(
+        f"<figure><img alt='{html.escape(title)} {key}' src='{_data_uri(thumbnails[variant])}'>"
+        f"<figcaption>{_caption(row_of(*variant), title)}</figcaption></figure>"
+        for variant, title in cells
+    )
+    return (
+        f"<div class='item'><div>{html.escape(key)} · {html.escape(Path(first['path']).name)} · "
+        f"truth: {html.escape(truth)}</div><div class='row'>{figures_html}</div></div>"
+    )
+
+
 def write_html(evaluation: Evaluation, info: ReportInfo, figures: dict[str, Path], path: Path) -> None:
     frame = pd.DataFrame(evaluation.rows)
     headline = variant_name(info.T)
@@ -275,29 +343,24 @@ def write_html(evaluation: Evaluation, info: ReportInfo, figures: dict[str, Path
         f"(checkpoint {html.escape(info.headline_checkpoint)}), with the classifier's top-1 label and confidence "
         "(<span class='ok'>correct</span>, <span class='wrong'>wrong</span>).</p><div class='gallery'>"
     ]
+    colorized = ((info.headline_checkpoint, headline), f"colorized, {headline}")
     for key in list(evaluation.thumbnails)[: info.gallery_images]:
-        rows = frame[frame["image"] == key]
-        first = rows.iloc[0]
-        truth = f"{first['true_name']}" if first["true_class"] >= 0 else "no ImageNet label"
-
-        def row_of(checkpoint: str, variant: str):
-            match = rows[(rows["checkpoint"] == checkpoint) & (rows["variant"] == variant)]
-            return match.iloc[0] if len(match) else None
-
-        cells = [
-            ((NO_CHECKPOINT, ORIGINAL), "original"),
-            ((NO_CHECKPOINT, GRAYSCALE), "gray input"),
-            ((info.headline_checkpoint, headline), f"colorized, {headline}"),
-        ]
-        figures_html = "".join(
-            f"<figure><img alt='{html.escape(title)} {key}' src='{_data_uri(evaluation.thumbnails[key][variant])}'>"
-            f"<figcaption>{_caption(row_of(*variant), title)}</figcaption></figure>"
-            for variant, title in cells
-        )
-        parts.append(
-            f"<div class='item'><div>{html.escape(key)} · {html.escape(Path(first['path']).name)} · "
-            f"truth: {html.escape(truth)}</div><div class='row'>{figures_html}</div></div>"
-        )
+        cells = [((NO_CHECKPOINT, ORIGINAL), "original"), ((NO_CHECKPOINT, GRAYSCALE), "gray input"), colorized]
+        parts.append(_gallery_item(key, frame, evaluation.thumbnails[key], cells))
+    parts.append("</div>")
+    images = len(evaluation.grayscale_thumbnails)
+    parts += [
+        f"<h2>Real grayscale photos</h2><p>{images} test photos have no colour at all: no truth to compare with, "
+        "so the classifier alone judges the gray photo against its colorizations.</p>"
+    ]
+    for checkpoint in info.checkpoints:
+        table = _format_table(grayscale_table(evaluation.grayscale_rows, checkpoint, info.temperatures))
+        parts += [f"<h3>Checkpoint {html.escape(checkpoint)}</h3>", table.to_html(classes="summary", border=0, index_names=False)]
+    parts.append("<div class='gallery'>")
+    gray_frame = pd.DataFrame(evaluation.grayscale_rows)
+    for key, thumbnails in evaluation.grayscale_thumbnails.items():
+        cells = [((NO_CHECKPOINT, GRAYSCALE), "gray photo"), colorized]
+        parts.append(_gallery_item(key, gray_frame, thumbnails, cells))
     parts.append("</div></body></html>")
     atomic_write_text(path, "\n".join(parts) + "\n")
 
@@ -310,7 +373,11 @@ def write_report(evaluation: Evaluation, info: ReportInfo, out_dir: Path) -> dic
     frame = pd.DataFrame(evaluation.rows)
     with atomic_output(out_dir / "classification.csv", "w") as f:
         frame.to_csv(f, index=False, float_format="%.6g")
+    gray_columns = list(frame.columns[: frame.columns.get_loc("top5_correct") + 1])
+    with atomic_output(out_dir / "real_grayscale.csv", "w") as f:
+        pd.DataFrame(evaluation.grayscale_rows, columns=gray_columns).to_csv(f, index=False, float_format="%.6g")
     metrics = headline_metrics(evaluation.rows, info)
+    metrics["real_grayscale"] = grayscale_metrics(evaluation.grayscale_rows, info)
     atomic_write_json(out_dir / "metrics.json", metrics)
     figures = {
         "Temperature sweep (the study's Figure 4)": out_dir / "figures" / "temperature_sweep.png",
@@ -320,5 +387,6 @@ def write_report(evaluation: Evaluation, info: ReportInfo, out_dir: Path) -> dic
     plot_temperature_sweep(evaluation, info, figures["Temperature sweep (the study's Figure 4)"])
     plot_metrics_vs_temperature(evaluation.rows, info, figures["Accuracy, AuC and colourfulness against T"])
     write_markdown(evaluation, info, out_dir / "classification.md")
+    write_grayscale_markdown(evaluation, info, out_dir / "real_grayscale.md")
     write_html(evaluation, info, figures, out_dir / "index.html")
     return metrics

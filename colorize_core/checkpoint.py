@@ -8,6 +8,7 @@ file that carries a pickled object is refused instead of run.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 from dataclasses import dataclass
@@ -56,6 +57,12 @@ class Checkpoint:
         buffer = io.BytesIO()
         torch.save(self.to_dict(), buffer)
         atomic_write_bytes(path, buffer.getvalue())
+
+    def half(self) -> "Checkpoint":
+        """The same checkpoint with its floating-point weights stored in fp16 (half the file);
+        :meth:`build_model` casts them back to the model's fp32."""
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in self.state_dict.items()}
+        return dataclasses.replace(self, state_dict=weights)
 
     def build_model(self) -> nn.Module:
         """The network with the checkpoint's weights, in eval mode, on the CPU."""

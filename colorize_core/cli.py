@@ -253,6 +253,21 @@ def evaluate(
 
 
 @main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--half/--full", default=True, help="Store the weights in fp16 (half the file) or as trained.")
+@friendly_errors
+def export(checkpoint: Path, out: Path, half: bool) -> None:
+    """Write a checkpoint for shipping: its weights in fp16 by default (how the bundled model
+    colorize_core/resources/colorizer.pt is made from models/best.pt)."""
+    from colorize_core.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    (loaded.half() if half else loaded).save(out)
+    click.echo(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({loaded.config.arch}, epoch {loaded.epoch})", err=True)
+
+
+@main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A trained checkpoint (models/best.pt). Default: the model bundled with the package.")
 @click.option("--T", "T", default="0.09", show_default=True, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean).")

@@ -143,7 +143,9 @@ class TrainParams:
     precision: str = "auto"  # auto (bf16 on CUDA when supported, else fp16; fp32 on CPU) | fp32 | bf16 | fp16
     threads: int = 0  # CPU threads for PyTorch; 0 = its default
     compile: bool = False  # torch.compile the network (measured +25% images/s on an H100, bf16)
-    freeze_encoder: bool = False  # pretrained architectures: train the decoder only (cheap on a CPU)
+    freeze_encoder: bool = False  # pretrained architectures: train the decoder only (cheap on a CPU) ...
+    trainable_encoder_stages: int = 0  # ... and the encoder's last N of 7 stages (low resolution: cheap)
+    encoder_lr_factor: float = 0.1  # the encoder's learning rate is lr times this (its weights are pretrained)
     flip: bool = False  # mirror a random half of the training images (augmentation)
 
     def validate(self, key: str) -> None:
@@ -156,6 +158,13 @@ class TrainParams:
             f"needs a pretrained encoder (arch one of {', '.join(PRETRAINED_ARCHITECTURES)})",
             self.freeze_encoder,
         )
+        _require(
+            0 <= self.trainable_encoder_stages <= 7,
+            f"{key}.trainable_encoder_stages",
+            "must be in [0, 7]",
+            self.trainable_encoder_stages,
+        )
+        _require(self.encoder_lr_factor > 0, f"{key}.encoder_lr_factor", "must be positive", self.encoder_lr_factor)
         _require(0 < self.width <= 4, f"{key}.width", "must be in (0, 4]", self.width)
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1", self.epochs)
         _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1", self.batch_size)

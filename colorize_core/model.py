@@ -205,23 +205,24 @@ class PretrainedUNet(nn.Module):
         self.merge8 = conv_bn_relu(c16 + tapped[1], c8)
         self.merge4 = nn.Sequential(conv_bn_relu(c8 + tapped[0], c4), conv_bn_relu(c4, c4))
         self.classify = nn.Conv2d(c4, config.num_classes, 1)
-        self.encoder_frozen = False
 
-    def encoder_modules(self) -> list[nn.Module]:
-        return [self.stem, self.stages]
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [*self.stem.parameters(), *self.stages.parameters()]
 
-    def freeze_encoder(self) -> None:
-        """Train the decoder only: the encoder's weights and BatchNorm statistics stay as loaded."""
-        self.encoder_frozen = True
-        for module in self.encoder_modules():
+    def freeze_encoder(self, trainable_stages: int = 0) -> None:
+        """Train the decoder (and the encoder's last ``trainable_stages`` stages) only: the frozen
+        part keeps its ImageNet weights and BatchNorm statistics, and costs no backward pass."""
+        if not 0 <= trainable_stages <= len(self.stages):
+            raise ValueError(f"trainable_stages must be in [0, {len(self.stages)}], got {trainable_stages}")
+        self.frozen = [self.stem, *self.stages[: len(self.stages) - trainable_stages]]
+        for module in self.frozen:
             module.requires_grad_(False)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> "PretrainedUNet":
         super().train(mode)
-        if self.encoder_frozen:
-            for module in self.encoder_modules():
-                module.eval()
+        for module in getattr(self, "frozen", []):
+            module.eval()
         return self
 
     def forward_features(self, lightness: torch.Tensor) -> list[torch.Tensor]:

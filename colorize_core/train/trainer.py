@@ -110,11 +110,11 @@ class Trainer:
         torch.manual_seed(params.seed)
         self.model = build_model(self.config).to(self.device, memory_format=torch.channels_last)
         if params.freeze_encoder:
-            self.model.freeze_encoder()
+            self.model.freeze_encoder(params.trainable_encoder_stages)
         self.loss = RebalancedCrossEntropy(self.bins, params.rebalance, params.encoding).to(self.device)
         self.plain_loss = RebalancedCrossEntropy(self.bins, rebalance=False, encoding="hard").to(self.device)
         self.optimizer = torch.optim.Adam(
-            [p for p in self.model.parameters() if p.requires_grad],  # all but a frozen encoder
+            parameter_groups(self.model, params.lr, params.encoder_lr_factor),
             lr=params.lr,
             betas=tuple(params.betas),
             weight_decay=params.weight_decay,
@@ -226,6 +226,17 @@ class Trainer:
         self.scheduler.load_state_dict(state.scheduler)
         if state.scaler:
             self.scaler.load_state_dict(state.scaler)
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, encoder_lr_factor: float) -> list[dict]:
+    """The trainable parameters for the optimizer: a pretrained encoder's at ``lr × encoder_lr_factor``,
+    everything else at ``lr`` (the schedule then scales each group's own rate)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    encoder = {id(p) for p in getattr(model, "encoder_parameters", list)() if p.requires_grad}
+    groups = [{"params": [p for p in trainable if id(p) not in encoder], "lr": lr}]
+    if encoder:
+        groups.append({"params": [p for p in trainable if id(p) in encoder], "lr": lr * encoder_lr_factor})
+    return groups
 
 
 def cpu_copy(state_dict: dict) -> dict:

@@ -38,6 +38,8 @@ class Checkpoint:
     val_loss: float
     kind: str = "last"  # "best" (lowest validation loss) or "last" (final epoch)
     train_params: dict | None = None
+    view_size: int | None = None  # short side at which it colorizes photos by default; None = train_size
+    default_T: float | None = None  # temperature it is best decoded at (chosen on validation photos), if known
 
     def to_dict(self) -> dict:
         return {
@@ -50,6 +52,8 @@ class Checkpoint:
             "val_loss": self.val_loss,
             "kind": self.kind,
             "train_params": self.train_params or {},
+            "view_size": self.view_size,
+            "default_T": self.default_T,
         }
 
     def save(self, path: str | Path) -> None:
@@ -108,6 +112,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             val_loss=float(data["val_loss"]),
             kind=str(data["kind"]),
             train_params=dict(data["train_params"]),
+            view_size=None if data.get("view_size") is None else int(data["view_size"]),
+            default_T=None if data.get("default_T") is None else float(data["default_T"]),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: incomplete checkpoint ({error})") from None

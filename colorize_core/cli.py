@@ -256,13 +256,21 @@ def evaluate(
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--half/--full", default=True, help="Store the weights in fp16 (half the file) or as trained.")
+@click.option("--size", type=int, default=None, help="Short side at which it colorizes photos by default (e.g. the pipeline's decode.size). Default: its training size.")
+@click.option("--T", "T", type=float, default=None, help="Temperature it is best decoded at (e.g. the pipeline's T), used when none is asked for.")
 @friendly_errors
-def export(checkpoint: Path, out: Path, half: bool) -> None:
+def export(checkpoint: Path, out: Path, half: bool, size: int | None, T: float | None) -> None:
     """Write a checkpoint for shipping: its weights in fp16 by default (how the bundled model
     colorize_core/resources/colorizer.pt is made from models/best.pt)."""
-    from colorize_core.checkpoint import load_checkpoint
+    import dataclasses
 
-    loaded = load_checkpoint(checkpoint)
+    from colorize_core.checkpoint import load_checkpoint
+    from colorize_core.config import validate_network_size, validate_temperature
+
+    validate_network_size(size, "--size")
+    if T is not None:
+        validate_temperature(T, "--T")
+    loaded = dataclasses.replace(load_checkpoint(checkpoint), view_size=size, default_T=T)
     (loaded.half() if half else loaded).save(out)
     click.echo(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({loaded.config.arch}, epoch {loaded.epoch})", err=True)
 
@@ -270,7 +278,7 @@ def export(checkpoint: Path, out: Path, half: bool) -> None:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A trained checkpoint (models/best.pt). Default: the model bundled with the package.")
-@click.option("--T", "T", default="0.09", show_default=True, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean).")
+@click.option("--T", "T", default=None, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean). Default: the model's own (0.7 for the bundled one), else 0.09.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder (mirrors sub-folders). Default: beside each input.")
 @click.option("--suffix", default="_color", show_default=True, help="Added to each output's name.")
 @click.option("--format", "output_format", type=click.Choice(["png", "jpg", "same"]), default="same", show_default=True)
@@ -318,17 +326,19 @@ def photo(
     from colorize_core.images import ImageError
     from colorize_core.photo import PhotoOptions, colorize_files, colorize_stream
 
-    temperatures = parse_temperatures(T)
+    requested = parse_temperatures(T)
     stream = Path("-") in inputs
     if stream and len(inputs) > 1:
         raise click.UsageError("- (stdin) cannot be combined with other inputs")
-    if stream and len(temperatures) > 1 and not sheet:
-        raise click.UsageError("- writes one image: give one --T, or --sheet for all of them side by side")
     validate_network_size(size, "--size")
     if checkpoint is None:
         colorizer = Colorizer.pretrained(device, size)
     else:
         colorizer = Colorizer.from_checkpoint(checkpoint, device, size)
+    default_T = colorizer.checkpoint.default_T if colorizer.checkpoint.default_T is not None else 0.09
+    temperatures = requested or [default_T]
+    if stream and len(temperatures) > 1 and not sheet:
+        raise click.UsageError("- writes one image: give one --T, or --sheet for all of them side by side")
     options = PhotoOptions(
         temperatures=temperatures,
         out_dir=out_dir,

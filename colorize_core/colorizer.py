@@ -100,7 +100,7 @@ class Colorizer:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = checkpoint.build_model().to(self.device, memory_format=torch.channels_last)
         self.centres = torch.as_tensor(checkpoint.bins.centres, dtype=torch.float32)  # (Q, 2)
-        self.size = size or checkpoint.train_size  # short side of the network's view of an image
+        self.size = size or checkpoint.view_size or checkpoint.train_size  # short side the network sees
 
     @classmethod
     def from_checkpoint(
@@ -145,8 +145,17 @@ class Colorizer:
                     grids[i].append(T_grid[k, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE])
         return [compose_many(lightness_of(image), image_grids) for image, image_grids in zip(images, grids)]
 
-    def colorize(self, image: ImageLike, T: float | Sequence[float] = 0.38) -> Image.Image | list[Image.Image]:
-        """Colorize one image at one temperature (a PIL image) or several (a list of them)."""
+    @property
+    def default_T(self) -> float:
+        """The checkpoint's own best temperature when it records one, else Zhang et al.'s 0.38."""
+        return self.checkpoint.default_T if self.checkpoint.default_T is not None else 0.38
+
+    def colorize(
+        self, image: ImageLike, T: float | Sequence[float] | None = None
+    ) -> Image.Image | list[Image.Image]:
+        """Colorize one image at one temperature (a PIL image) or several (a list of them);
+        ``T=None``: the checkpoint's default temperature."""
+        T = self.default_T if T is None else T
         temperatures = [T] if np.isscalar(T) else list(T)
         colours = [Image.fromarray(rgb) for rgb in self.colorize_batch([image], temperatures)[0]]
         return colours[0] if np.isscalar(T) else colours

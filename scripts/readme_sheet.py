@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from colorize_core.colorizer import Colorizer, lightness_of
-from colorize_core.config import Params
 from colorize_core.data.sample import list_folder
 from colorize_core.decode import compose
 from colorize_core.evaluate.decode_split import load_picture
@@ -46,7 +45,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    T = Params().T
+    colorizer = Colorizer.pretrained(device="cpu")
+    T = colorizer.default_T
     records = list_folder(args.data, "val")
     order = np.random.default_rng(args.seed).permutation(len(records))
     pictures = []
@@ -56,7 +56,6 @@ def main() -> None:
             pictures.append(picture)
         if len(pictures) == args.count:
             break
-    colorizer = Colorizer.pretrained(device="cpu")
     rows = {
         "gray": [compose(lightness_of(p), np.zeros((1, 1, 2), np.float32)) for p in pictures],
         f"colorized\nT = {T:g}": [c[0] for c in colorizer.colorize_batch(pictures, [T])],

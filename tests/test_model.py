@@ -103,4 +103,19 @@ def test_frozen_encoder_keeps_its_weights_and_statistics(arch):
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in encoder_before.items())  # weights and BN running stats
     assert not all(torch.equal(after[k], v) for k, v in decoder_before.items())
-    assert not any(m.training for m in model.stages.modules())
+    assert not any(m.training for stage in model.stages for m in stage.modules())
+
+
+def test_trainable_encoder_stages_learn_and_the_rest_stays():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("efficientnet_lite2_unet", width=0.125, num_classes=7), pretrained=False)
+    model.freeze_encoder(trainable_stages=2)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(torch.rand(2, 1, 64, 64) * 100).logsumexp(1).mean().backward()
+    optimizer.step()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("stages.6.") for k in changed) and any(k.startswith("stages.5.") for k in changed)
+    assert not any(k.startswith(("stem.", *(f"stages.{i}." for i in range(5)))) for k in changed)
+    assert model.stages[5].training and not model.stages[4].training

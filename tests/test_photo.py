@@ -162,3 +162,42 @@ def test_pixel_limit_refuses_a_crafted_header_without_allocating(tmp_path, check
     ]  # fmt: skip
     assert peak < 5_000_000  # decoding would need 14 GB
     assert not (tmp_path / "bomb_color.png").exists()
+
+
+BUNDLED = ROOT / "colorize_core" / "resources" / "colorizer.pt"
+
+
+def test_bundled_model_loads_safely_and_colorizes_a_photo(tmp_path):
+    """The model that ships in the package: a file of tensors and plain data (weights_only),
+    small enough for git, used by `colorize photo` with no --checkpoint."""
+    import torch
+
+    assert BUNDLED.stat().st_size <= 12 * 2**20
+    data = torch.load(BUNDLED, map_location="cpu", weights_only=True)
+    assert data["model"]["arch"] == "efficientnet_lite2_unet"
+    colorizer = Colorizer.pretrained(device="cpu")
+    assert colorizer.size == (data["view_size"] or data["train_size"])
+
+    from skimage import data as skdata
+
+    gray = Image.fromarray(skdata.chelsea()).convert("L").resize((301, 229))
+    gray.save(tmp_path / "cat.png")
+    result = CliRunner().invoke(main, ["photo", str(tmp_path / "cat.png")])
+    assert result.exit_code == 0, result.output
+    colour = Image.open(tmp_path / "cat_color.png")
+    assert colour.size == (301, 229) and colour.mode == "RGB"
+    np.testing.assert_allclose(lightness(colour), lightness(gray), atol=1.0)  # the input's own L
+    ab = rgb2lab(np.asarray(colour) / 255.0)[..., 1:]
+    assert np.hypot(ab[..., 0], ab[..., 1]).mean() > 5  # colour, not a gray copy
+
+
+def test_aspect_ratio_is_kept_and_inputs_padded_to_the_stride(tmp_path):
+    """The network sees a 600×200 photo at 3:1 (padded to its stride), not warped to a square."""
+    from colorize_core.colorizer import network_lightness
+
+    picture = Image.fromarray(colourful_rgb(200, 600))
+    padded, (h, w) = network_lightness(picture, 64, multiple=32)
+    assert (h, w) == (64, 192) and padded.shape == (64, 192)
+    padded, (h, w) = network_lightness(picture, 72, multiple=32)
+    assert (h, w) == (72, 216) and padded.shape == (96, 224)
+    np.testing.assert_array_equal(padded[72:], np.repeat(padded[71:72], 24, axis=0))  # edge padding

@@ -205,6 +205,7 @@ class PretrainedUNet(nn.Module):
         self.merge8 = conv_bn_relu(c16 + tapped[1], c8)
         self.merge4 = nn.Sequential(conv_bn_relu(c8 + tapped[0], c4), conv_bn_relu(c4, c4))
         self.classify = nn.Conv2d(c4, config.num_classes, 1)
+        self.frozen: list[nn.Module] = []  # encoder parts kept as loaded (see freeze_encoder)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [*self.stem.parameters(), *self.stages.parameters()]
@@ -221,7 +222,7 @@ class PretrainedUNet(nn.Module):
 
     def train(self, mode: bool = True) -> "PretrainedUNet":
         super().train(mode)
-        for module in getattr(self, "frozen", []):
+        for module in self.frozen:
             module.eval()
         return self
 

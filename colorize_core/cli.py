@@ -278,7 +278,7 @@ def export(checkpoint: Path, out: Path, half: bool, size: int | None, T: float |
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A trained checkpoint (models/best.pt). Default: the model bundled with the package.")
-@click.option("--T", "T", default=None, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean). Default: the model's own (0.7 for the bundled one), else 0.09.")
+@click.option("--T", "T", default=None, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean). Default: the model's own (0.7 for the bundled one), else 0.38.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder (mirrors sub-folders). Default: beside each input.")
 @click.option("--suffix", default="_color", show_default=True, help="Added to each output's name.")
 @click.option("--format", "output_format", type=click.Choice(["png", "jpg", "same"]), default="same", show_default=True)
@@ -335,8 +335,7 @@ def photo(
         colorizer = Colorizer.pretrained(device, size)
     else:
         colorizer = Colorizer.from_checkpoint(checkpoint, device, size)
-    default_T = colorizer.checkpoint.default_T if colorizer.checkpoint.default_T is not None else 0.09
-    temperatures = requested or [default_T]
+    temperatures = requested or [colorizer.default_T]
     if stream and len(temperatures) > 1 and not sheet:
         raise click.UsageError("- writes one image: give one --T, or --sheet for all of them side by side")
     options = PhotoOptions(

@@ -24,7 +24,7 @@ from PIL import Image
 
 from colorize_core.checkpoint import Checkpoint, load_checkpoint
 from colorize_core.color import lightness_from_gray, lightness_from_srgb8
-from colorize_core.constants import OUTPUT_STRIDE
+from colorize_core.constants import DEFAULT_TEMPERATURE, OUTPUT_STRIDE
 from colorize_core.decode import STRIP_PIXELS, ab_from_log_probs, compose_many
 from colorize_core.images import gray_array, is_gray_mode, to_rgb8
 from colorize_core.train.distributed import resolve_device
@@ -148,7 +148,7 @@ class Colorizer:
     @property
     def default_T(self) -> float:
         """The checkpoint's own best temperature when it records one, else Zhang et al.'s 0.38."""
-        return self.checkpoint.default_T if self.checkpoint.default_T is not None else 0.38
+        return self.checkpoint.default_T if self.checkpoint.default_T is not None else DEFAULT_TEMPERATURE
 
     def colorize(
         self, image: ImageLike, T: float | Sequence[float] | None = None

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import yaml
 
-from colorize_core.constants import DEFAULT_MAX_PIXELS, GRAYSCALE_MAX_CHROMA
+from colorize_core.constants import DEFAULT_MAX_PIXELS, DEFAULT_TEMPERATURE, GRAYSCALE_MAX_CHROMA
 
 SOURCES = ("demo", "folder", "imagenet")
 SPLITS = ("train", "val", "test")
@@ -259,7 +259,7 @@ def validate_temperature(value: float, key: str) -> None:
 class Params:
     """The whole ``params.yaml``."""
 
-    T: float = 0.38  # headline decoding temperature (annealed mean): 0 = mode, 1 = mean
+    T: float = DEFAULT_TEMPERATURE  # headline decoding temperature (annealed mean): 0 = mode, 1 = mean
     temperatures: list[float] = field(default_factory=lambda: [0.0, 0.09, 0.2, 0.38, 1.0])
     sample: SampleParams = field(default_factory=SampleParams)
     shard: ShardParams = field(default_factory=ShardParams)

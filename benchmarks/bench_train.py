@@ -25,11 +25,13 @@ from common import SHARED, check, median_seconds, report  # noqa: E402
 from colorize_core.config import HistogramParams, ShardParams  # noqa: E402
 from colorize_core.data.histogram import bins_from_counts  # noqa: E402
 from colorize_core.data.sample import Record, write_list  # noqa: E402
-from colorize_core.data.shard import run_shard, shard_urls  # noqa: E402
+from colorize_core.data.shard import run_shard  # noqa: E402
+from colorize_core.data.shard_format import shard_urls  # noqa: E402
 from colorize_core.model import ModelConfig, build_model  # noqa: E402
 from colorize_core.quantize import AbGrid, srgb_lut  # noqa: E402
 from colorize_core.train.data import batches  # noqa: E402
 from colorize_core.train.loss import RebalancedCrossEntropy  # noqa: E402
+from colorize_core.train.step import training_step  # noqa: E402
 
 CONFIGS = {  # name: (width, image size, batch size)
     "demo": (0.25, 64, 32),
@@ -66,11 +68,7 @@ def training_step(width: float, size: int, batch: int, device: torch.device, amp
     cells = torch.as_tensor(bins.kept_cells, device=device)[torch.randint(0, bins.num_classes, (batch, size // 4, size // 4), device=device)]
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss = loss_fn(model(lightness), cells)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(model, loss_fn, optimizer, lightness, cells, amp)
 
     with FlopCounterMode(display=False) as counter:
         step()

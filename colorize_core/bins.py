@@ -40,10 +40,6 @@ class Bins:
         """ab centre of every class, (Q, 2) float64."""
         return self.grid.centres[self.kept_cells]
 
-    def classes_from_cells(self, cells: np.ndarray) -> np.ndarray:
-        """Full-grid cell indices (any shape) -> class indices (same shape), int64."""
-        return self.class_from_cell[cells]
-
     def soft_targets(
         self, neighbours: int = SOFT_ENCODING_NEIGHBOURS, sigma: float = SOFT_ENCODING_SIGMA
     ) -> np.ndarray:

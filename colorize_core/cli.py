@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from colorize_core.config import ConfigError, load_params
+from colorize_core.config import ConfigError, Params, load_params
 from colorize_core.constants import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger("colorize_core")
@@ -39,7 +39,17 @@ def friendly_errors(command):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+#: The order of ``colorize --help``: what most users want first, then the stages in pipeline order.
+COMMAND_ORDER = ("photo", "sample", "shard", "histogram", "train", "decode", "evaluate", "export")
+
+
+class PipelineGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER))
+
+
+@click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="colorize", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
 def main(verbose: bool) -> None:
     """Automatic image colorization (Zhang, Isola & Efros, ECCV 2016) as a DVC pipeline.
@@ -51,35 +61,40 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
 
 
-@main.command()
-@PARAMS_OPTION
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="data/sample",
-    help="Folder for train.csv, val.csv, test.csv (and the demo images).",
-)
-@friendly_errors
-def sample(params_path: Path, out_dir: Path) -> None:
-    """Pick the deterministic train / val / test lists (path, synset, class index).
+def stage_command(**paths: str):
+    """A pipeline stage's command: ``--params`` (read and validated here, passed on as Params) and
+    one option per path, ``--name`` with its default (a trailing ``/`` marks a folder)."""
+
+    def wrap(function):
+        @functools.wraps(function)
+        def run(params_path: Path, **kwargs):
+            return function(load_params(params_path), **kwargs)
+
+        command = friendly_errors(run)
+        for name, default in reversed(paths.items()):
+            folder = default.endswith("/")
+            kind = click.Path(file_okay=not folder, dir_okay=folder, path_type=Path)
+            command = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=default.rstrip("/"))(command)
+        return main.command(name=function.__name__)(PARAMS_OPTION(command))
+
+    return wrap
+
+
+@stage_command(out="data/sample/")
+def sample(params: Params, out: Path) -> None:
+    """Pick the deterministic train / val / test lists (path, synset, class index): OUT/train.csv,
+    val.csv, test.csv (and the demo images).
 
     The source (params `sample.source`) is `demo` (photos bundled with scikit-image), `folder`
     (any folder of images; class = parent folder) or `imagenet` (an ILSVRC CLS-LOC root).
     """
     from colorize_core.data.sample import run_sample
 
-    params = load_params(params_path)
-    run_sample(params.sample, out_dir)
+    run_sample(params.sample, out)
 
 
-@main.command()
-@PARAMS_OPTION
-@click.option("--lists", "lists_dir", type=click.Path(file_okay=False, path_type=Path), default="data/sample")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="data/shards")
-@click.option("--reports", "report_dir", type=click.Path(file_okay=False, path_type=Path), default="reports")
-@friendly_errors
-def shard(params_path: Path, lists_dir: Path, out_dir: Path, report_dir: Path) -> None:
+@stage_command(lists="data/sample/", out="data/shards/", reports="reports/")
+def shard(params: Params, lists: Path, out: Path, reports: Path) -> None:
     """Write WebDataset shards of L and full-grid ab cell indices for every split.
 
     Unreadable files are skipped and grayscale images excluded, each with a one-line reason,
@@ -88,17 +103,11 @@ def shard(params_path: Path, lists_dir: Path, out_dir: Path, report_dir: Path) -
     """
     from colorize_core.data.shard import run_shard
 
-    params = load_params(params_path)
-    run_shard(params.shard, lists_dir, out_dir, report_dir)
+    run_shard(params.shard, lists, out, reports)
 
 
-@main.command()
-@PARAMS_OPTION
-@click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default="data/shards")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default="data/bins.json")
-@click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path), default="reports/bins.png")
-@friendly_errors
-def histogram(params_path: Path, shards_dir: Path, out_path: Path, figure_path: Path) -> None:
+@stage_command(shards="data/shards/", out="data/bins.json", figure="reports/bins.png")
+def histogram(params: Params, shards: Path, out: Path, figure: Path) -> None:
     """Count the training pixels per ab cell; smooth, prune, and derive the rebalancing weights.
 
     Writes the bins file (kept bins' ab centres, full-grid -> class mapping, prior, weights) and a
@@ -106,32 +115,24 @@ def histogram(params_path: Path, shards_dir: Path, out_path: Path, figure_path: 
     """
     from colorize_core.data.histogram import run_histogram
 
-    params = load_params(params_path)
-    run_histogram(params.histogram, shards_dir, out_path, figure_path)
+    run_histogram(params.histogram, shards, out, figure)
 
 
-@main.command()
-@PARAMS_OPTION
-@click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default="data/shards")
-@click.option("--bins", "bins_path", type=click.Path(dir_okay=False, path_type=Path), default="data/bins.json")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default="models")
-@click.option("--train-log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default="reports/train_log.csv")
-@click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path), default="reports/loss.png")
+@stage_command(
+    shards="data/shards/",
+    bins="data/bins.json",
+    models="models/",
+    train_log="reports/train_log.csv",
+    figure="reports/loss.png",
+)
 @click.option(
     "--resume/--no-resume",
     default=None,
     help="Continue from the last complete epoch (fail if there is none) / start afresh. "
     "Default: continue when a state saved with the same settings exists.",
 )
-@friendly_errors
 def train(
-    params_path: Path,
-    shards_dir: Path,
-    bins_path: Path,
-    models_dir: Path,
-    log_path: Path,
-    figure_path: Path,
-    resume: bool | None,
+    params: Params, shards: Path, bins: Path, models: Path, train_log: Path, figure: Path, resume: bool | None
 ) -> None:
     """Train the colorizer with the class-rebalanced cross-entropy.
 
@@ -141,9 +142,8 @@ def train(
     """
     from colorize_core.train.trainer import run_train
 
-    params = load_params(params_path)
     mode = {None: "auto", True: "require", False: "never"}[resume]
-    run_train(params.train, shards_dir, bins_path, models_dir, log_path, figure_path, resume=mode)
+    run_train(params.train, shards, bins, models, train_log, figure, resume=mode)
 
 
 def parse_temperatures(value: str | None) -> list[float] | None:
@@ -158,33 +158,17 @@ def parse_temperatures(value: str | None) -> list[float] | None:
     return temperatures
 
 
-@main.command()
-@PARAMS_OPTION
-@click.option("--lists", "lists_dir", type=click.Path(file_okay=False, path_type=Path), default="data/sample")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default="models")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="data/decoded")
-@friendly_errors
-def decode(params_path: Path, lists_dir: Path, models_dir: Path, out_dir: Path) -> None:
+@stage_command(lists="data/sample/", models="models/", out="data/decoded/")
+def decode(params: Params, lists: Path, models: Path, out: Path) -> None:
     """Colorize the test split at every temperature with each checkpoint (MODELS/best.pt, last.pt).
 
     Writes OUT/<checkpoint>/T<t>/<key>.png at the images' full resolution and OUT/manifest.json.
     The temperatures are params `temperatures` plus `T`. Re-running resumes and only adds what
     is missing.
     """
-    from colorize_core.evaluate.decode_split import run_decode
+    from colorize_core.inference.decode_stage import run_decode
 
-    params = load_params(params_path)
-    checkpoints = {name: models_dir / f"{name}.pt" for name in params.decode.checkpoints}
-    run_decode(
-        lists_dir,
-        checkpoints,
-        params.sweep,
-        out_dir,
-        device=params.decode.device,
-        batch_size=params.decode.batch_size,
-        max_pixels=params.decode.max_pixels,
-        size=params.decode.size,
-    )
+    run_decode(params, lists, models, out)
 
 
 @main.command()
@@ -200,7 +184,7 @@ def decode(params_path: Path, lists_dir: Path, models_dir: Path, out_dir: Path) 
 @click.option("--checkpoint", "checkpoint_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="Ad-hoc mode: a checkpoint to evaluate (repeatable).")
 @click.option("--images", "images_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Ad-hoc mode: a folder of <synset>/<image>.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="reports", help="Folder for the tables, metrics, figures and index.html.")
-@click.option("--T", "T", type=float, default=None, help="Headline temperature (default: params T).")
+@click.option("-t", "--temperature", "--T", "T", type=float, default=None, help="Headline temperature (default: params T).")
 @click.option("--temperatures", default=None, help="Comma-separated sweep, e.g. 0,0.09,0.38 (default: params temperatures).")
 @click.option("--classifier", type=str, default=None, help="efficientnet_lite0 or vgg16 (default: params evaluate.classifier).")
 @click.option("--vgg16-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, help="torchvision's vgg16-397923af.pth.")
@@ -225,7 +209,7 @@ def evaluate(
     Pipeline mode (the DVC stage): --decoded DIR --models DIR. Ad-hoc mode, no pipeline needed:
     --checkpoint PATH [--checkpoint PATH ...] --images DIR laid out as <synset>/<image>.
     """
-    from colorize_core.config import Params, validate_temperature
+    from colorize_core.config import validate_temperature
     from colorize_core.evaluate.run import run_evaluate_adhoc, run_evaluate_pipeline
 
     if (images_dir is None) == (decoded_dir is None):
@@ -236,7 +220,7 @@ def evaluate(
         params_path = Path("params.yaml")
     params = load_params(params_path) if params_path is not None else Params()
     if T is not None:
-        validate_temperature(T, "--T")
+        validate_temperature(T, "--temperature")
         params.T = T
     params.temperatures = parse_temperatures(temperatures) or params.temperatures
     if classifier is not None:
@@ -257,7 +241,7 @@ def evaluate(
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--half/--full", default=True, help="Store the weights in fp16 (half the file) or as trained.")
 @click.option("--size", type=int, default=None, help="Short side at which it colorizes photos by default (e.g. the pipeline's decode.size). Default: its training size.")
-@click.option("--T", "T", type=float, default=None, help="Temperature it is best decoded at (e.g. the pipeline's T), used when none is asked for.")
+@click.option("-t", "--temperature", "--T", "T", type=float, default=None, help="Temperature it is best decoded at (e.g. the pipeline's T), used when none is asked for.")
 @friendly_errors
 def export(checkpoint: Path, out: Path, half: bool, size: int | None, T: float | None) -> None:
     """Write a checkpoint for shipping: its weights in fp16 by default (how the bundled model
@@ -269,7 +253,7 @@ def export(checkpoint: Path, out: Path, half: bool, size: int | None, T: float |
 
     validate_network_size(size, "--size")
     if T is not None:
-        validate_temperature(T, "--T")
+        validate_temperature(T, "--temperature")
     loaded = dataclasses.replace(load_checkpoint(checkpoint), view_size=size, default_T=T)
     (loaded.half() if half else loaded).save(out)
     click.echo(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({loaded.config.arch}, epoch {loaded.epoch})", err=True)
@@ -278,7 +262,7 @@ def export(checkpoint: Path, out: Path, half: bool, size: int | None, T: float |
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A trained checkpoint (models/best.pt). Default: the model bundled with the package.")
-@click.option("--T", "T", default=None, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean). Default: the model's own (0.7 for the bundled one), else 0.38.")
+@click.option("-t", "--temperature", "--T", "T", default=None, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean). Default: the model's own (0.7 for the bundled one), else 0.38.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder (mirrors sub-folders). Default: beside each input.")
 @click.option("--suffix", default="_color", show_default=True, help="Added to each output's name.")
 @click.option("--format", "output_format", type=click.Choice(["png", "jpg", "same"]), default="same", show_default=True)
@@ -316,15 +300,15 @@ def photo(
     Examples:
       colorize photo old.jpg                      (the bundled model)
       colorize photo old.jpg --checkpoint models/best.pt
-      colorize photo scans/ -r --out coloured/ --T 0,0.09,0.38 --sheet --checkpoint models/best.pt
+      colorize photo scans/ -r --out coloured/ -t 0,0.09,0.38 --sheet --checkpoint models/best.pt
       cat old.png | colorize photo - --checkpoint models/best.pt > coloured.png
     """
     import sys
 
-    from colorize_core.colorizer import Colorizer
     from colorize_core.config import validate_network_size
     from colorize_core.images import ImageError
-    from colorize_core.photo import PhotoOptions, colorize_files, colorize_stream
+    from colorize_core.inference.colorizer import Colorizer
+    from colorize_core.inference.photo import PhotoOptions, colorize_files, colorize_stream
 
     requested = parse_temperatures(T)
     stream = Path("-") in inputs
@@ -337,7 +321,7 @@ def photo(
         colorizer = Colorizer.from_checkpoint(checkpoint, device, size)
     temperatures = requested or [colorizer.default_T]
     if stream and len(temperatures) > 1 and not sheet:
-        raise click.UsageError("- writes one image: give one --T, or --sheet for all of them side by side")
+        raise click.UsageError("- writes one image: give one -t, or --sheet for all of them side by side")
     options = PhotoOptions(
         temperatures=temperatures,
         out_dir=out_dir,

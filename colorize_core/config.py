@@ -17,7 +17,8 @@ from typing import Any, Optional
 
 import yaml
 
-from colorize_core.constants import DEFAULT_MAX_PIXELS, DEFAULT_TEMPERATURE, GRAYSCALE_MAX_CHROMA
+from colorize_core.constants import DEFAULT_MAX_PIXELS, DEFAULT_TEMPERATURE, DEVICE_CHOICES, GRAYSCALE_MAX_CHROMA
+from colorize_core.registry import ARCHITECTURES, CLASSIFIERS, PRETRAINED_ARCHITECTURES
 
 SOURCES = ("demo", "folder", "imagenet")
 SPLITS = ("train", "val", "test")
@@ -126,7 +127,7 @@ class HistogramParams:
 
 @dataclass
 class TrainParams:
-    arch: str = "eccv16"  # a name from colorize_core.model.ARCHITECTURES
+    arch: str = "eccv16"  # a name from colorize_core.registry.ARCHITECTURES
     width: float = 1.0  # channel multiplier; 1.0 = the published 32 M-parameter network
     epochs: int = 10
     batch_size: int = 32  # per process
@@ -149,8 +150,6 @@ class TrainParams:
     flip: bool = False  # mirror a random half of the training images (augmentation)
 
     def validate(self, key: str) -> None:
-        from colorize_core.model import ARCHITECTURES, PRETRAINED_ARCHITECTURES
-
         _require(self.arch in ARCHITECTURES, f"{key}.arch", f"must be one of {', '.join(ARCHITECTURES)}", self.arch)
         _require(
             not self.freeze_encoder or self.arch in PRETRAINED_ARCHITECTURES,
@@ -185,7 +184,7 @@ class TrainParams:
         _require(self.encoding in ("hard", "soft"), f"{key}.encoding", "must be hard or soft", self.encoding)
         _require(self.shuffle_buffer >= 1, f"{key}.shuffle_buffer", "must be >= 1", self.shuffle_buffer)
         _require(self.loader_workers >= 0, f"{key}.loader_workers", "must be >= 0", self.loader_workers)
-        _require(self.device in ("auto", "cpu", "cuda"), f"{key}.device", "must be auto, cpu or cuda", self.device)
+        _require(self.device in DEVICE_CHOICES, f"{key}.device", f"must be one of {', '.join(DEVICE_CHOICES)}", self.device)
         _require(
             self.precision in ("auto", "fp32", "bf16", "fp16"),
             f"{key}.precision",
@@ -212,21 +211,19 @@ class DecodeParams:
             self.checkpoints,
         )
         _require(self.max_pixels > 0, f"{key}.max_pixels", "must be positive", self.max_pixels)
-        _require(self.device in ("auto", "cpu", "cuda"), f"{key}.device", "must be auto, cpu or cuda", self.device)
+        _require(self.device in DEVICE_CHOICES, f"{key}.device", f"must be one of {', '.join(DEVICE_CHOICES)}", self.device)
         _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1", self.batch_size)
 
 
 @dataclass
 class EvaluateParams:
-    classifier: str = "efficientnet_lite0"  # a name from colorize_core.evaluate.classifiers.CLASSIFIERS
+    classifier: str = "efficientnet_lite0"  # a name from colorize_core.registry.CLASSIFIERS
     vgg16_weights: Optional[str] = None  # path to torchvision's vgg16-397923af.pth; None = torchvision's cache
     figure_images: int = 4  # rows of the temperature-sweep figure
     gallery_images: int = 24  # images in the HTML gallery
     device: str = "auto"
 
     def validate(self, key: str) -> None:
-        from colorize_core.evaluate.classifiers import CLASSIFIERS
-
         _require(
             self.classifier in CLASSIFIERS,
             f"{key}.classifier",
@@ -235,7 +232,7 @@ class EvaluateParams:
         )
         _require(self.figure_images >= 1, f"{key}.figure_images", "must be >= 1", self.figure_images)
         _require(self.gallery_images >= 1, f"{key}.gallery_images", "must be >= 1", self.gallery_images)
-        _require(self.device in ("auto", "cpu", "cuda"), f"{key}.device", "must be auto, cpu or cuda", self.device)
+        _require(self.device in DEVICE_CHOICES, f"{key}.device", f"must be one of {', '.join(DEVICE_CHOICES)}", self.device)
 
 
 #: Bounds of the network's view of a photo (its short side), see ``Colorizer.size``.

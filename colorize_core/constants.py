@@ -40,7 +40,6 @@ NUM_SRGB_COLOURS = 2**24
 # --- network input / output normalisation (Zhang et al., richzhang/colorization) -------
 L_CENTER = 50.0
 L_SCALE = 100.0
-AB_SCALE = 110.0
 #: The network's output grid is this many times coarser than its input.
 OUTPUT_STRIDE = 4
 
@@ -58,6 +57,9 @@ DEFAULT_MAX_PIXELS = 200_000_000
 
 #: File extensions that the folder sources pick up (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+#: Where a stage or the Python API runs (``auto`` = CUDA when present, else the CPU).
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 #: Name of the ILSVRC file listing the 1000 synsets in class-index order.
 SYNSET_MAPPING_FILE = "LOC_synset_mapping.txt"

@@ -79,39 +79,47 @@ class BatchNormReLU6(nn.BatchNorm2d):
         return F.relu6(x) if self.activate else x
 
 
-class DepthwiseSeparable(nn.Module):
+class Block(nn.Module):
+    """One block of a stage: its layers applied in order, plus the input where shapes allow.
+
+    The layers keep timm's names, so that the weight packages' tensors map one to one."""
+
+    def __init__(self, layers: dict[str, nn.Module], in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for layer in self.children():
+            out = layer(out)
+        return out + x if self.residual else out
+
+
+def depthwise_separable(in_channels: int, out_channels: int, kernel: int, stride: int) -> Block:
     """Depthwise k×k, then a 1×1 projection (the first stage)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int):
-        super().__init__()
-        self.conv_dw = conv(in_channels, in_channels, kernel, stride, groups=in_channels)
-        self.bn1 = BatchNormReLU6(in_channels)
-        self.conv_pw = conv(in_channels, out_channels, 1)
-        self.bn2 = BatchNormReLU6(out_channels, activate=False)
-        self.residual = stride == 1 and in_channels == out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv_pw(self.bn1(self.conv_dw(x))))
-        return out + x if self.residual else out
+    layers = {
+        "conv_dw": conv(in_channels, in_channels, kernel, stride, groups=in_channels),
+        "bn1": BatchNormReLU6(in_channels),
+        "conv_pw": conv(in_channels, out_channels, 1),
+        "bn2": BatchNormReLU6(out_channels, activate=False),
+    }
+    return Block(layers, in_channels, out_channels, stride)
 
 
-class InvertedResidual(nn.Module):
-    """1×1 expansion, depthwise k×k, 1×1 projection; a skip connection where shapes allow."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, expand: int):
-        super().__init__()
-        hidden = in_channels * expand
-        self.conv_pw = conv(in_channels, hidden, 1)
-        self.bn1 = BatchNormReLU6(hidden)
-        self.conv_dw = conv(hidden, hidden, kernel, stride, groups=hidden)
-        self.bn2 = BatchNormReLU6(hidden)
-        self.conv_pwl = conv(hidden, out_channels, 1)
-        self.bn3 = BatchNormReLU6(out_channels, activate=False)
-        self.residual = stride == 1 and in_channels == out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn3(self.conv_pwl(self.bn2(self.conv_dw(self.bn1(self.conv_pw(x))))))
-        return out + x if self.residual else out
+def inverted_residual(in_channels: int, out_channels: int, kernel: int, stride: int, expand: int) -> Block:
+    """1×1 expansion, depthwise k×k, 1×1 projection (every later stage)."""
+    hidden = in_channels * expand
+    layers = {
+        "conv_pw": conv(in_channels, hidden, 1),
+        "bn1": BatchNormReLU6(hidden),
+        "conv_dw": conv(hidden, hidden, kernel, stride, groups=hidden),
+        "bn2": BatchNormReLU6(hidden),
+        "conv_pwl": conv(hidden, out_channels, 1),
+        "bn3": BatchNormReLU6(out_channels, activate=False),
+    }
+    return Block(layers, in_channels, out_channels, stride)
 
 
 def lite_stem_and_stages(variant: int) -> tuple[nn.Sequential, nn.ModuleList]:
@@ -127,9 +135,9 @@ def lite_stem_and_stages(variant: int) -> tuple[nn.Sequential, nn.ModuleList]:
         for i in range(repeats):
             stride = spec.stride if i == 0 else 1
             if spec.expand == 1:
-                blocks.append(DepthwiseSeparable(channels, out, spec.kernel, stride))
+                blocks.append(depthwise_separable(channels, out, spec.kernel, stride))
             else:
-                blocks.append(InvertedResidual(channels, out, spec.kernel, stride, spec.expand))
+                blocks.append(inverted_residual(channels, out, spec.kernel, stride, spec.expand))
             channels = out
         stages.append(nn.Sequential(*blocks))
     return stem, nn.ModuleList(stages)

@@ -87,8 +87,8 @@ def open_image(source: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_M
         yield image
 
 
-def decode(image: Image.Image, draft_size: int | None = None, upright: bool = True) -> Image.Image:
-    """Decode an opened image and, with ``upright``, apply its EXIF orientation.
+def load_pixels(image: Image.Image, draft_size: int | None = None, upright: bool = True) -> Image.Image:
+    """Read an opened image's pixels (the file decoder runs now) and, with ``upright``, apply its EXIF orientation.
 
     Parameters
     ----------
@@ -187,7 +187,7 @@ def load_rgb8(
     """
     with open_image(source, max_pixels) as image:
         mode = image.mode
-        decoded = decode(image, draft_size=size, upright=size is None)
+        decoded = load_pixels(image, draft_size=size, upright=size is None)
         rgb = to_rgb8(decoded)
         if size is not None:
             # Warp to the square first, then turn it upright: the same picture, a smaller transpose.

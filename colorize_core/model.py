@@ -1,4 +1,5 @@
-"""Colorization networks: a registry of named architectures built from a small config.
+"""Colorization networks: named architectures
+(:data:`colorize_core.registry.ARCHITECTURES`) built from a small config.
 
 ``eccv16`` is the network of Zhang et al. (ECCV 2016), the reference study's "8 sub-convolutional
 blocks": blocks 1-7 of 3×3 convolutions with ReLU, the last convolution of blocks 1-3 with
@@ -13,30 +14,28 @@ features at strides 4, 8, 16 and 32 are merged from the coarsest up, so that col
 object edges, into the same Q logits at ¼ resolution. Its encoder can be frozen for cheap CPU
 training (:meth:`PretrainedUNet.freeze_encoder`) or fine-tuned on a GPU.
 
-A new architecture is a constructor registered with :func:`register` that takes a
-:class:`ModelConfig` and whether to load pretrained weights, and returns a module with the same
-contract: input L in [0, 100] of shape (B, 1, H, W) with H and W multiples of its
+A new architecture is a constructor here, named in :data:`colorize_core.registry.ARCHITECTURES`,
+that takes a :class:`ModelConfig` and whether to load pretrained weights, and returns a module
+with the same contract: input L in [0, 100] of shape (B, 1, H, W) with H and W multiples of its
 ``input_multiple``, output logits (B, Q, H/4, W/4).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
 from colorize_core.constants import (
-    LAB_KAPPA,
-    LAB_OFFSET,
     L_CENTER,
     L_SCALE,
+    LAB_KAPPA,
+    LAB_OFFSET,
     SRGB_ENCODED_THRESHOLD,
 )
 from colorize_core.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, efficientnet_lite_features
-
-ARCHITECTURES: dict[str, Callable[["ModelConfig", bool], nn.Module]] = {}
+from colorize_core.registry import ARCHITECTURES
 
 
 @dataclass(frozen=True)
@@ -49,22 +48,10 @@ class ModelConfig:
         return asdict(self)
 
 
-def register(name: str):
-    """Decorator adding an architecture constructor to :data:`ARCHITECTURES`."""
-
-    def add(constructor):
-        ARCHITECTURES[name] = constructor
-        return constructor
-
-    return add
-
-
 def build_model(config: ModelConfig, pretrained: bool = True) -> nn.Module:
     """The architecture ``config.arch``; ``pretrained`` loads an encoder's ImageNet weights (a
     checkpoint's weights replace them anyway, so loading one passes False)."""
-    if config.arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {config.arch!r} (known: {', '.join(ARCHITECTURES)})")
-    return ARCHITECTURES[config.arch](config, pretrained)
+    return ARCHITECTURES.load(config.arch)(config, pretrained)
 
 
 def scaled_channels(channels: int, width: float) -> int:
@@ -155,7 +142,6 @@ class ECCV16(nn.Module):
         return self.forward_head(self.forward_features(lightness))
 
 
-@register("eccv16")
 def eccv16(config: ModelConfig, pretrained: bool = True) -> nn.Module:
     return ECCV16(config)
 
@@ -257,15 +243,10 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
 
 
 #: Architectures with an ImageNet-pretrained encoder (``train.freeze_encoder`` applies to them).
-PRETRAINED_ARCHITECTURES = ("efficientnet_lite1_unet", "efficientnet_lite2_unet")
-
-
-@register("efficientnet_lite1_unet")
 def efficientnet_lite1_unet(config: ModelConfig, pretrained: bool = True) -> nn.Module:
     return PretrainedUNet(config, 1, pretrained)
 
 
-@register("efficientnet_lite2_unet")
 def efficientnet_lite2_unet(config: ModelConfig, pretrained: bool = True) -> nn.Module:
     return PretrainedUNet(config, 2, pretrained)
 

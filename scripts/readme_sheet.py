@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from colorize_core.colorizer import Colorizer, lightness_of
 from colorize_core.data.sample import list_folder
-from colorize_core.decode import compose
-from colorize_core.evaluate.decode_split import load_picture
+from colorize_core.inference.annealed_mean import compose
+from colorize_core.inference.colorizer import Colorizer, lightness_of
+from colorize_core.inference.decode_stage import load_picture
 from colorize_core.io import atomic_output
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers import write_image_zoo
 
 os.environ.setdefault("TQDM_DISABLE", "1")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -119,3 +122,61 @@ def skimage_photo(name: str) -> np.ndarray:
     import skimage.data
 
     return getattr(skimage.data, name)()
+
+
+def write_lists(folder: Path, train: list[Path], val=(), test=()) -> Path:
+    """train.csv, val.csv and test.csv in ``folder``, every photo labelled tench (class 0)."""
+    from colorize_core.data.sample import Record, write_list
+
+    for split, paths in (("train", train), ("val", val), ("test", test)):
+        write_list([Record(str(p), "n01440764", 0) for p in paths], folder / f"{split}.csv")
+    return folder
+
+
+def colour_photos(folder: Path, count: int) -> list[Path]:
+    """``count`` small colourful PNGs of slightly different sizes in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"photo_{i:03d}.png"
+        Image.fromarray(colourful_rgb(40 + i, 56, seed=i)).save(path)
+        paths.append(path)
+    return paths
+
+
+#: Run by :func:`run_until` in the child: wraps TARGET so that, once it has returned CALLS times,
+#: the child writes EVENT and waits to be killed there; then runs the `colorize` command line.
+_PAUSE_AT = """
+import importlib, pathlib, sys, time
+target, calls, event, *argv = sys.argv[1:]
+module_name, name = target.split(":")
+module = importlib.import_module(module_name)
+real, count = getattr(module, name), [0]
+
+def pause_after(*args, **kwargs):
+    result = real(*args, **kwargs)
+    count[0] += 1
+    if count[0] == int(calls):
+        pathlib.Path(event).write_text("reached")
+        time.sleep(3600)
+    return result
+
+setattr(module, name, pause_after)
+from colorize_core.cli import main
+main(argv, prog_name="colorize")
+"""
+
+
+def run_until(target: str, calls: int, argv: list[str], event: Path, **popen) -> subprocess.Popen:
+    """Start ``colorize ARGV`` in a child process and return it once ``target`` ("module:function",
+    as the caller looks it up) has returned ``calls`` times: the child then waits at that point,
+    so a kill lands at a known place, not at a time."""
+    command = [sys.executable, "-c", _PAUSE_AT, target, str(calls), str(event), *argv]
+    process = subprocess.Popen(command, **popen)
+    deadline = time.time() + 300
+    while not event.exists():
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            raise AssertionError(f"the child never reached {target} call {calls} (exit {process.poll()})")
+        time.sleep(0.01)
+    return process

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import colourful_rgb, tiny_checkpoint
 from PIL import Image
 from skimage.color import rgb2lab
 
-from colorize_core.colorizer import Colorizer, lightness_of
-from colorize_core.decode import ab_from_log_probs, ab_from_probs, compose
-from helpers import colourful_rgb, tiny_checkpoint
+from colorize_core.inference.annealed_mean import ab_from_log_probs, ab_from_probs, compose
+from colorize_core.inference.colorizer import Colorizer, lightness_of
 
 CENTRES = torch.tensor([[-40.0, 30.0], [0.0, 0.0], [60.0, 10.0], [20.0, -50.0]])
 
@@ -61,6 +61,7 @@ def test_upsampling_matches_torch_bilinear():
     assert close.mean() > 0.95
 
 
+@pytest.mark.slow
 def test_full_resolution_output_keeps_size_and_lightness(tmp_path):
     colorizer = Colorizer.from_checkpoint(tiny_checkpoint(tmp_path / "tiny.pt"))
     rgb = colourful_rgb(171, 303, seed=3)  # odd size, not the network's

@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from helpers import skimage_photo, tiny_checkpoint
 from PIL import Image
 
 from colorize_core.cli import main
 from colorize_core.evaluate import classifiers
 from colorize_core.evaluate.classifiers import ClassifierUnavailable, load_classifier
 from colorize_core.evaluate.metrics import auc, colourfulness, psnr
-from helpers import skimage_photo, tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +77,7 @@ def test_vgg16_without_weights_gives_a_clear_error(tmp_path, monkeypatch):
         load_classifier("vgg16", torch.device("cpu"), vgg16_weights=str(tmp_path / "missing.pth"))
 
 
+@pytest.mark.slow
 def test_vgg16_loads_weights_from_a_file(tmp_path):
     from torchvision.models import vgg16
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import colour_photos, write_lists
 
 from colorize_core.bins import Bins
 from colorize_core.config import HistogramParams, ShardParams
@@ -15,7 +16,6 @@ from colorize_core.data.histogram import (
 )
 from colorize_core.data.shard import run_shard
 from colorize_core.quantize import AbGrid
-from test_shard import colour_photos, write_lists
 
 GRID = AbGrid(10)  # sigma 5 spans half a cell, so neighbours receive visible mass
 

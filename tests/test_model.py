@@ -7,15 +7,9 @@ import torch
 from PIL import Image
 
 from colorize_core.color import lightness_from_gray
-from colorize_core.model import (
-    ARCHITECTURES,
-    PRETRAINED_ARCHITECTURES,
-    ModelConfig,
-    build_model,
-    count_parameters,
-    gray_srgb_from_lightness,
-)
+from colorize_core.model import ModelConfig, build_model, count_parameters, gray_srgb_from_lightness
 from colorize_core.pretrained import efficientnet_lite, efficientnet_lite_features
+from colorize_core.registry import ARCHITECTURES, PRETRAINED_ARCHITECTURES
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))

@@ -15,11 +15,13 @@ def test_grid_geometry():
     assert g16.centres[1].tolist() == [-120, -104]  # row-major: j (b) varies fastest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell, expected", [(16, 114), (10, 268)])
 def test_in_gamut_cells_counted_from_all_srgb_colours(cell, expected):
     assert srgb_lut(cell).in_gamut.sum() == expected
 
 
+@pytest.mark.slow
 def test_in_gamut_cells_match_skimage_over_all_colours():
     """Independent count: skimage's Lab of all 2^24 colours, cells by arithmetic."""
     index = np.arange(2**24, dtype=np.int64)

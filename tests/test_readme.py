@@ -19,15 +19,22 @@ def test_readme_has_two_setup_commands_and_ci_runs_the_test_one():
     assert ci[-1] == tests
 
 
-def test_every_config_file_parses_and_validates_where_its_data_exists(monkeypatch):
-    from colorize_core.config import SPLITS, load_params
+def test_every_config_file_validates(monkeypatch):
+    """Every section of every config is checked; the sample folders only where they exist here."""
+    from colorize_core.config import SPLITS, ConfigError, SampleParams, load_params
 
     monkeypatch.chdir(ROOT)  # roots in configs/ are relative to the project root
-    for path in sorted((ROOT / "configs").glob("*.yaml")):
+    configs = sorted((ROOT / "configs").glob("*.yaml"))
+    assert len(configs) >= 5
+    for path in configs:
         params = load_params(path, validate=False)
         roots = {root for split in SPLITS for root in params.sample.split(split).roots}
-        if all(Path(root).is_dir() for root in roots):
+        if not all(Path(root).is_dir() for root in roots):
+            params.sample = SampleParams()  # data on another machine: check everything else
+        try:
             params.validate()
+        except ConfigError as error:
+            raise AssertionError(f"{path.name}: {error}") from None
 
 
 def test_every_config_holds_every_parameter_the_pipeline_tracks():

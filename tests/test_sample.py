@@ -82,6 +82,7 @@ def test_folder_source_takes_class_from_parent(tmp_path):
     assert list_folder(tmp_path, "photos")[-1].class_index == 285  # ImageNet order without a mapping file
 
 
+@pytest.mark.slow
 def test_demo_is_deterministic_and_uses_bundled_photos(tmp_path):
     sizes = {"train": 12, "val": 4, "test": None}
     records = build_demo(tmp_path / "a", sizes, seed=0)

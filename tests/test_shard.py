@@ -1,45 +1,23 @@
 """The shard stage: contents against scikit-image, determinism, resume, and every bad input."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import webdataset as wds
+from helpers import colour_photos, colourful_rgb, exif_rotated_jpeg, png_with_claimed_size, write_lists
 from PIL import Image
 from skimage.color import rgb2lab
 
 from colorize_core.config import ShardParams
 from colorize_core.data import shard as shard_module
-from colorize_core.data.sample import Record, write_list
-from colorize_core.data.shard import CELL_KEY, LIGHTNESS_KEY, read_index, run_shard, shard_urls
+from colorize_core.data.shard import run_shard
+from colorize_core.data.shard_format import CELL_KEY, LIGHTNESS_KEY, read_index, read_samples, shard_urls
 from colorize_core.images import ImageError, load_rgb8
-from helpers import colourful_rgb, exif_rotated_jpeg, png_with_claimed_size
 
 
-def write_lists(folder: Path, train: list[Path], val=(), test=()) -> Path:
-    for split, paths in (("train", train), ("val", val), ("test", test)):
-        write_list([Record(str(p), "n01440764", 0) for p in paths], folder / f"{split}.csv")
-    return folder
-
-
-def colour_photos(folder: Path, count: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / f"photo_{i:03d}.png"
-        Image.fromarray(colourful_rgb(40 + i, 56, seed=i)).save(path)
-        paths.append(path)
-    return paths
-
-
-def read_samples(shards: Path, split: str = "train") -> list[dict]:
-    pipeline = wds.DataPipeline(wds.SimpleShardList(shard_urls(shards, split)), wds.tarfile_to_samples())
-    return [
-        {**s, LIGHTNESS_KEY: wds.autodecode.npy_loads(s[LIGHTNESS_KEY]), CELL_KEY: wds.autodecode.npy_loads(s[CELL_KEY])}
-        for s in pipeline
-    ]
+def read_split(shards: Path, split: str = "train") -> list[dict]:
+    return list(read_samples(shard_urls(shards, split)))
 
 
 def tar_bytes(shards: Path) -> dict[str, bytes]:
@@ -52,7 +30,7 @@ PARAMS = ShardParams(size=32, samples_per_shard=4, workers=1)
 def test_samples_hold_l_and_cells_of_the_resized_image(tmp_path):
     photos = colour_photos(tmp_path / "img", 3)
     run_shard(PARAMS, write_lists(tmp_path, photos), tmp_path / "shards", tmp_path / "reports")
-    samples = read_samples(tmp_path / "shards")
+    samples = read_split(tmp_path / "shards")
     assert [s["__key__"] for s in samples] == ["000000", "000001", "000002"]
     for path, sample in zip(photos, samples):
         rgb = np.asarray(Image.open(path).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR))
@@ -108,7 +86,7 @@ def test_changed_parameters_rebuild_and_shrinking_lists_drop_old_shards(tmp_path
     photos = colour_photos(tmp_path / "img", 10)
     run_shard(PARAMS, write_lists(tmp_path, photos), tmp_path / "shards", tmp_path / "r")
     run_shard(ShardParams(size=16, samples_per_shard=4, workers=1), write_lists(tmp_path, photos[:5]), tmp_path / "shards", tmp_path / "r")
-    samples = read_samples(tmp_path / "shards")
+    samples = read_split(tmp_path / "shards")
     assert len(samples) == 5 and samples[0][LIGHTNESS_KEY].shape == (16, 16)
     assert sorted(p.name for p in (tmp_path / "shards" / "train").glob("*.tar")) == ["shard-000000.tar", "shard-000001.tar"]
 
@@ -122,7 +100,7 @@ def test_every_bad_input_is_skipped_or_excluded_with_a_reason(tmp_path, image_zo
         tmp_path / "shards",
         tmp_path / "reports",
     )
-    written = {Path(json.loads(s["json"])["path"]).name for s in read_samples(tmp_path / "shards")}
+    written = {Path(json.loads(s["json"])["path"]).name for s in read_split(tmp_path / "shards")}
     assert written == {name for name, outcome in expected.items() if outcome == "written"}
     problems = (tmp_path / "reports" / "shard_skipped.csv").read_text().splitlines()[1:]
     got = {Path(line.split(",")[2]).name: line.split(",")[1] for line in problems}

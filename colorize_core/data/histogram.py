@@ -14,12 +14,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 from scipy.ndimage import gaussian_filter
 
 from colorize_core.bins import Bins
 from colorize_core.config import HistogramParams
-from colorize_core.data.shard import CELL_KEY, read_index, shard_urls
+from colorize_core.data.shard_format import CELL_KEY, read_index, read_samples, shard_urls
+from colorize_core.figures import pyplot, save_figure
 from colorize_core.progress import progress
 from colorize_core.quantize import AbGrid
 
@@ -29,10 +29,8 @@ log = logging.getLogger(__name__)
 def count_cells(urls: list[str], grid: AbGrid) -> np.ndarray:
     """Pixels per full-grid cell over every sample of the shards, (num_cells,) int64."""
     counts = np.zeros(grid.num_cells, np.int64)
-    samples = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())
-    for sample in progress(samples, desc="histogram", unit="img"):
-        cells = wds.autodecode.npy_loads(sample[CELL_KEY])
-        counts += np.bincount(cells.ravel(), minlength=grid.num_cells)
+    for sample in progress(read_samples(urls), desc="histogram", unit="img"):
+        counts += np.bincount(sample[CELL_KEY].ravel(), minlength=grid.num_cells)
     return counts
 
 
@@ -97,13 +95,9 @@ def bins_from_counts(counts: np.ndarray, grid: AbGrid, params: HistogramParams) 
 
 def plot_bins(bins: Bins, path: Path) -> None:
     """The kept bins on the ab plane: their colours, and log10 of their smoothed frequency."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from colorize_core.color import srgb_from_lab_in_gamut
-    from colorize_core.io import atomic_output
 
     grid = bins.grid
     n = grid.cells_per_axis
@@ -125,9 +119,7 @@ def plot_bins(bins: Bins, path: Path) -> None:
         ax.set_xlabel("a")
         ax.set_ylabel("b")
         ax.grid(color="0.85", linewidth=0.4)
-    with atomic_output(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_histogram(params: HistogramParams, shards_dir: Path, out_path: Path, figure_path: Path) -> Bins:

@@ -1,12 +1,6 @@
 """Stage 2, ``shard``: images -> WebDataset ``.tar`` shards of L and ab cell indices.
 
-Per sample (key = the image's position in its split list, ``000042``):
-
-- ``lightness.npy``: CIE L* of the image warped to ``size`` × ``size``, (size, size) float16;
-- ``ab_cell.npy``: the ab cell of every pixel on the *full* quantization grid, (size, size)
-  uint8 (uint16 for grids of more than 256 cells), independent of the histogram's pruning;
-- ``cls``: the ImageNet class index as text (-1 when unknown);
-- ``json``: {"path", "synset", "class_index"}.
+What a sample holds is written down in :mod:`colorize_core.data.shard_format`.
 
 Output layout: ``<out>/<split>/shard-000000.tar`` with a sidecar ``shard-000000.json`` that
 records what went in, what was skipped (unreadable) or excluded (grayscale), and a fingerprint of
@@ -17,12 +11,10 @@ interrupted run resumes where it stopped; shards are byte-identical for the same
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
 import os
-import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,20 +24,23 @@ import numpy as np
 from colorize_core.color import lab_from_srgb
 from colorize_core.config import SPLITS, ShardParams
 from colorize_core.data.sample import Record, read_list
+from colorize_core.data.shard_format import (
+    CELL_KEY,
+    CLASS_KEY,
+    INDEX_FILE,
+    LIGHTNESS_KEY,
+    META_KEY,
+    SHARD_FORMAT,
+    npy_bytes,
+    write_tar,
+)
 from colorize_core.images import GRAY_MODES, ImageError, load_rgb8
-from colorize_core.io import atomic_output, atomic_write_csv, atomic_write_json, remove_stale_temporaries
+from colorize_core.io import atomic_write_csv, atomic_write_json, remove_stale_temporaries
 from colorize_core.progress import progress
 from colorize_core.quantize import AbGrid, srgb_lut
 
 log = logging.getLogger(__name__)
 
-#: Bump when the sample format changes, so old shards are rebuilt.
-SHARD_FORMAT = 1
-LIGHTNESS_KEY = "lightness.npy"
-CELL_KEY = "ab_cell.npy"
-CLASS_KEY = "cls"
-META_KEY = "json"
-INDEX_FILE = "index.json"
 #: What can become of an image instead of being written: unreadable (skipped), a grayscale file
 #: (mode L, LA, 1, I;16), or a colour file without colour (Zhang's mask: |ab| never above 5).
 PROBLEMS = ("skipped_unreadable", "excluded_grayscale", "excluded_no_chroma")
@@ -79,20 +74,6 @@ def any_far_from_gray(cells: np.ndarray, grid: int, max_chroma: float) -> bool:
     if cells.dtype == np.uint8:  # bytes.translate runs at memory speed
         return b"\x01" in cells.tobytes().translate(table)
     return bool(np.take(far, cells).any())
-
-
-@lru_cache(maxsize=16)
-def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
-    stream = io.BytesIO()
-    np.lib.format.write_array(stream, np.zeros(shape, dtype), allow_pickle=False)
-    data = stream.getvalue()
-    return data[: len(data) - int(np.prod(shape)) * np.dtype(dtype).itemsize]
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    """The array in NumPy's .npy format (the header is built once per shape and dtype)."""
-    array = np.ascontiguousarray(array)
-    return _npy_header(array.shape, array.dtype.str) + array.tobytes()
 
 
 def encode_record(record: Record, key: str, params: ShardParams) -> Outcome:
@@ -198,29 +179,6 @@ def fingerprint(records: list[Record], params: ShardParams) -> str:
             file_id = "missing"
         digest.update(f"\n{record.path}\t{record.synset}\t{record.class_index}\t{file_id}".encode())
     return digest.hexdigest()
-
-
-def tar_member(name: str, data: bytes) -> bytes:
-    """One tar member: a ustar header with fixed owner, mode and time, the data, the padding."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o444
-    return info.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % tarfile.BLOCKSIZE)
-
-
-def write_tar(path: Path, samples: list[dict]) -> None:
-    """Write samples as a WebDataset tar (members ``<key>.<field>``) with fixed metadata, so equal
-    samples give equal bytes. Headers are written by hand (ustar, via ``tarfile.TarInfo``), which
-    is several times faster than ``tarfile.addfile`` for these large members."""
-    with atomic_output(path, "wb") as f:
-        for sample in samples:
-            for field, data in sample.items():
-                if field != "__key__":
-                    info = tarfile.TarInfo(f"{sample['__key__']}.{field}")
-                    info.size, info.mtime, info.mode = len(data), 0, 0o444
-                    f.write(info.tobuf(tarfile.USTAR_FORMAT))
-                    f.write(data)
-                    f.write(bytes(-len(data) % tarfile.BLOCKSIZE))
-        f.write(bytes(2 * tarfile.BLOCKSIZE))  # end of archive
 
 
 def shard_paths(out_dir: Path, split: str, index: int) -> tuple[Path, Path]:
@@ -334,15 +292,3 @@ def _write_index_and_report(plan: list[ShardJob], params: ShardParams, out_dir: 
     return counts
 
 
-def read_index(shards_dir: Path) -> dict:
-    """The shard index written by :func:`run_shard`."""
-    path = Path(shards_dir) / INDEX_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no shard index; run the shard stage first")
-    return json.loads(path.read_text())
-
-
-def shard_urls(shards_dir: Path, split: str) -> list[str]:
-    """Paths of a split's shards, in order."""
-    index = read_index(shards_dir)
-    return [str(Path(shards_dir) / name) for name in index["splits"][split]["shards"]]

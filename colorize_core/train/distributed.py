@@ -1,4 +1,4 @@
-"""One process, or many under ``torchrun``: device choice and PyTorch's distributed engine.
+"""One process, or many under ``torchrun``: PyTorch's distributed engine.
 
 Started by ``torchrun --nproc_per_node=N``, every process reads RANK, WORLD_SIZE and LOCAL_RANK
 from the environment and joins the process group (NCCL on GPUs, gloo on CPUs).
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from colorize_core.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -26,15 +28,6 @@ class Runtime:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is an error."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda was asked for but no CUDA device is available")
-    if choice in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def start(device_choice: str) -> Runtime:

@@ -25,13 +25,15 @@ from torch.nn.parallel import DistributedDataParallel
 from colorize_core.bins import Bins
 from colorize_core.checkpoint import Checkpoint, safe_torch_load
 from colorize_core.config import TrainParams, to_dict
-from colorize_core.data.shard import read_index, shard_urls
+from colorize_core.data.shard_format import read_index, shard_urls
+from colorize_core.figures import pyplot, save_figure
 from colorize_core.io import atomic_write_bytes, atomic_write_csv
 from colorize_core.model import ModelConfig, build_model
 from colorize_core.progress import progress
 from colorize_core.train import distributed
 from colorize_core.train.data import batches
 from colorize_core.train.loss import RebalancedCrossEntropy
+from colorize_core.train.step import training_step
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +176,9 @@ class Trainer:
         with bar:
             for lightness, cells in self._batches(self.train_urls, epoch, train=True):
                 lightness, cells = self._to_device(lightness, cells)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    logits = self.network(lightness)  # (B, Q, S/4, S/4)
-                loss = self.loss(logits, cells)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                loss = training_step(
+                    self.network, self.loss, self.optimizer, lightness, cells, self.amp_dtype, self.scaler
+                )
                 total += loss.item() * cells.numel()
                 pixels += cells.numel()
                 images += len(cells)
@@ -251,12 +249,7 @@ def write_log(history: list[dict], log_path: Path, figure_path: Path | None) -> 
 
 def plot_losses(history: list[dict], path: Path) -> None:
     """The reference study's Figure 3: training loss in red, validation loss in green, per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from colorize_core.io import atomic_output
+    plt = pyplot()
 
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
@@ -268,9 +261,7 @@ def plot_losses(history: list[dict], path: Path) -> None:
     ax.set_ylabel("loss")
     ax.set_title("Class-rebalanced cross-entropy")
     ax.legend()
-    with atomic_output(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_train(

@@ -1,6 +1,6 @@
 """The Python API: load a checkpoint once, colorize PIL images or NumPy arrays at any temperature.
 
->>> from colorize_core.colorizer import Colorizer
+>>> from colorize_core.inference.colorizer import Colorizer
 >>> colorizer = Colorizer.from_checkpoint("models/best.pt")
 >>> colour = colorizer.colorize(Image.open("old_photo.jpg"), T=0.38)          # one PIL image
 >>> sweep = colorizer.colorize(Image.open("old_photo.jpg"), T=[0, 0.09, 0.38])  # one per T
@@ -25,14 +25,14 @@ from PIL import Image
 from colorize_core.checkpoint import Checkpoint, load_checkpoint
 from colorize_core.color import lightness_from_gray, lightness_from_srgb8
 from colorize_core.constants import DEFAULT_TEMPERATURE, OUTPUT_STRIDE
-from colorize_core.decode import STRIP_PIXELS, ab_from_log_probs, compose_many
+from colorize_core.device import resolve_device
 from colorize_core.images import gray_array, is_gray_mode, to_rgb8
-from colorize_core.train.distributed import resolve_device
+from colorize_core.inference.annealed_mean import STRIP_PIXELS, ab_from_log_probs, compose_many
 
 ImageLike = Image.Image | np.ndarray
 
 #: The model that ships inside the package (see resources/MODEL_CARD.md).
-BUNDLED_CHECKPOINT = Path(__file__).parent / "resources" / "colorizer.pt"
+BUNDLED_CHECKPOINT = Path(__file__).parents[1] / "resources" / "colorizer.pt"
 
 
 def as_pil(image: ImageLike) -> Image.Image:

@@ -2,7 +2,7 @@
 
 Every input is read with the header check of :mod:`colorize_core.images` (a file that claims
 more pixels than the limit is refused before decoding), its EXIF orientation applied, colorized
-through :class:`~colorize_core.colorizer.Colorizer` at each temperature, and written atomically
+through :class:`~colorize_core.inference.colorizer.Colorizer` at each temperature, and written atomically
 (temporary file, then rename) with its EXIF and ICC metadata where the format allows. An
 existing output is kept unless ``overwrite``; an unreadable input is skipped with its reason
 and the others go on.
@@ -20,9 +20,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from colorize_core.colorizer import Colorizer
 from colorize_core.constants import DEFAULT_MAX_PIXELS
-from colorize_core.images import ImageError, decode, is_image_path, open_image
+from colorize_core.images import ImageError, load_pixels, is_image_path, open_image
+from colorize_core.inference.colorizer import Colorizer
 from colorize_core.io import atomic_output, safe_join
 from colorize_core.progress import progress
 
@@ -200,7 +200,7 @@ def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptio
                     if clashes:
                         summary.skipped.append((str(source), f"{clashes[0]} exists; --overwrite replaces it"))
                         continue
-                    picture = decode(image)
+                    picture = load_pixels(image)
             except ImageError as error:
                 summary.skipped.append((str(source), str(error).removeprefix(f"{source}: ")))
                 continue
@@ -226,7 +226,7 @@ def colorize_stream(colorizer: Colorizer, options: PhotoOptions, stdin: BinaryIO
         raise ImageError("<stdin>: empty input")
     with open_image(io.BytesIO(data), options.max_pixels) as image:
         pil_format, _ = output_extension(image.format, options.format)
-        picture = decode(image)
+        picture = load_pixels(image)
     metadata = metadata_of(picture)
     colours = colorizer.colorize_batch([picture], options.temperatures)[0]
     image = contact_sheet(picture, colours, options.temperatures) if options.sheet else Image.fromarray(colours[0])

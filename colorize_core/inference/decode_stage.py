@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from colorize_core.colorizer import Colorizer
+from colorize_core.config import Params
 from colorize_core.data.sample import Record, read_list
-from colorize_core.images import ImageError, decode, open_image
+from colorize_core.images import ImageError, load_pixels, open_image
+from colorize_core.inference.colorizer import Colorizer
 from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text, remove_stale_temporaries
 from colorize_core.progress import progress
 
@@ -72,17 +73,11 @@ def _prepare_folder(folder: Path, fingerprint: str) -> None:
         atomic_write_text(marker, fingerprint)
 
 
-def run_decode(
-    lists_dir: Path,
-    checkpoints: dict[str, Path],
-    temperatures: list[float],
-    out_dir: Path,
-    device: str = "auto",
-    batch_size: int = 16,
-    max_pixels: int | None = None,
-    size: int | None = None,
-) -> dict:
-    """Colorize every kept test image; returns the manifest."""
+def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path) -> dict:
+    """Colorize every test image with each checkpoint (``params.decode``) at every temperature of
+    ``params.sweep``; returns the manifest."""
+    checkpoints = {name: Path(models_dir) / f"{name}.pt" for name in params.decode.checkpoints}
+    temperatures, batch_size = params.sweep, params.decode.batch_size
     images = test_images(lists_dir)
     keep_dirs = {name: {temperature_dir(T) for T in temperatures} for name in checkpoints}
     for child in out_dir.glob("*/") if out_dir.is_dir() else []:  # checkpoints no longer asked for
@@ -90,7 +85,7 @@ def run_decode(
             shutil.rmtree(child)
     skipped: dict[str, str] = {}
     for name, checkpoint_path in checkpoints.items():
-        colorizer = Colorizer.from_checkpoint(checkpoint_path, device, size)
+        colorizer = Colorizer.from_checkpoint(checkpoint_path, params.decode.device, params.decode.size)
         fingerprint = "\n".join(
             [file_digest(checkpoint_path), file_digest(Path(lists_dir) / "test.csv"), f"size {colorizer.size}"]
         )
@@ -106,7 +101,7 @@ def run_decode(
                 chunk, pictures = [], []
                 for item in todo[start : start + batch_size]:
                     try:
-                        pictures.append(load_picture(item.path, max_pixels))
+                        pictures.append(load_picture(item.path, params.decode.max_pixels))
                         chunk.append(item)
                     except ImageError as error:
                         skipped[item.key] = str(error)
@@ -136,7 +131,7 @@ def load_picture(path: str, max_pixels: int | None = None) -> Image.Image:
     """Open and decode a photo (EXIF orientation applied) after the header's pixel check."""
     kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
     with open_image(path, **kwargs) as image:
-        return decode(image)
+        return load_pixels(image)
 
 
 def save_png(rgb: np.ndarray, path: Path) -> None:

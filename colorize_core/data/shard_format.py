@@ -1,0 +1,95 @@
+"""What a shard holds, and the one place that writes and reads its bytes.
+
+A shard is a WebDataset ``.tar``; per sample (key = the image's position in its split list,
+``000042``):
+
+- ``lightness.npy``: CIE L* of the image warped to ``size`` × ``size``, (size, size) float16;
+- ``ab_cell.npy``: the ab cell of every pixel on the *full* quantization grid, (size, size)
+  uint8 (uint16 for grids of more than 256 cells), independent of the histogram's pruning;
+- ``cls``: the ImageNet class index as text (-1 when unknown);
+- ``json``: {"path", "synset", "class_index"}.
+
+``<shards>/index.json`` lists each split's shards (:func:`read_index`, :func:`shard_urls`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import webdataset as wds
+
+from colorize_core.io import atomic_output
+
+#: Bump when the sample format changes, so old shards are rebuilt.
+SHARD_FORMAT = 1
+LIGHTNESS_KEY = "lightness.npy"
+CELL_KEY = "ab_cell.npy"
+CLASS_KEY = "cls"
+META_KEY = "json"
+INDEX_FILE = "index.json"
+
+
+@lru_cache(maxsize=16)
+def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    stream = io.BytesIO()
+    np.lib.format.write_array(stream, np.zeros(shape, dtype), allow_pickle=False)
+    data = stream.getvalue()
+    return data[: len(data) - int(np.prod(shape)) * np.dtype(dtype).itemsize]
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The array in NumPy's .npy format (the header is built once per shape and dtype)."""
+    array = np.ascontiguousarray(array)
+    return _npy_header(array.shape, array.dtype.str) + array.tobytes()
+
+
+def tar_header(name: str, size: int) -> bytes:
+    """A member's ustar header with fixed owner, mode and time (the same bytes on every run)."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o444
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def write_tar(path: Path, samples: list[dict]) -> None:
+    """Write samples as a WebDataset tar (members ``<key>.<field>``) with fixed metadata, so equal
+    samples give equal bytes. Headers are written by hand (ustar, via ``tarfile.TarInfo``), which
+    is several times faster than ``tarfile.addfile`` for these large members."""
+    with atomic_output(path, "wb") as f:
+        for sample in samples:
+            for field, data in sample.items():
+                if field != "__key__":
+                    f.write(tar_header(f"{sample['__key__']}.{field}", len(data)))
+                    f.write(data)  # written apart: joining would copy these large members
+                    f.write(bytes(-len(data) % tarfile.BLOCKSIZE))
+        f.write(bytes(2 * tarfile.BLOCKSIZE))  # end of archive
+
+
+def read_index(shards_dir: Path) -> dict:
+    """The shard index written by :func:`run_shard`."""
+    path = Path(shards_dir) / INDEX_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no shard index; run the shard stage first")
+    return json.loads(path.read_text())
+
+
+def shard_urls(shards_dir: Path, split: str) -> list[str]:
+    """Paths of a split's shards, in order."""
+    index = read_index(shards_dir)
+    return [str(Path(shards_dir) / name) for name in index["splits"][split]["shards"]]
+
+
+def with_arrays(sample: dict) -> dict:
+    """A sample's raw tar members with L (S, S) float16 and the ab cells (S, S) loaded as arrays."""
+    return {**sample, LIGHTNESS_KEY: wds.autodecode.npy_loads(sample[LIGHTNESS_KEY]),
+            CELL_KEY: wds.autodecode.npy_loads(sample[CELL_KEY])}  # fmt: skip
+
+
+def read_samples(urls: Iterable[str]) -> Iterator[dict]:
+    """Every sample of the shards, in order, with its arrays loaded (:func:`with_arrays`)."""
+    return map(with_arrays, wds.DataPipeline(wds.SimpleShardList(list(urls)), wds.tarfile_to_samples()))

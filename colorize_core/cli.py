@@ -49,7 +49,7 @@ class PipelineGroup(click.Group):
 
 
 @click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(package_name="colorize", message="%(prog)s %(version)s")
+@click.version_option(package_name="colorize", message="colorize %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
 def main(verbose: bool) -> None:
     """Automatic image colorization (Zhang, Isola & Efros, ECCV 2016) as a DVC pipeline.

@@ -200,3 +200,19 @@ def test_aspect_ratio_is_kept_and_inputs_padded_to_the_stride(tmp_path):
     padded, (h, w) = network_lightness(picture, 72, multiple=32)
     assert (h, w) == (72, 216) and padded.shape == (96, 224)
     np.testing.assert_array_equal(padded[72:], np.repeat(padded[71:72], 24, axis=0))  # edge padding
+
+
+def test_command_line_version_order_and_temperature_spellings(tmp_path, checkpoint):
+    from importlib.metadata import version
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["--version"]).output.strip() == f"colorize {version('colorize')}"
+    listed = runner.invoke(main, ["--help"]).output.split("Commands:")[1].split()
+    assert listed[0] == "photo" and listed.index("sample") < listed.index("train") < listed.index("evaluate")
+    Image.fromarray(colourful_rgb()).save(tmp_path / "a.png")
+    for spelling in ("-t", "--temperature", "--T"):
+        result = runner.invoke(main, ["photo", str(tmp_path / "a.png"), "--checkpoint", str(checkpoint), spelling, "0.2,1", "--overwrite"])
+        assert result.exit_code == 0, (spelling, result.output)
+        assert {p.name for p in tmp_path.glob("a_color*.png")} == {"a_color_T0.2.png", "a_color_T1.png"}
+        for path in tmp_path.glob("a_color*.png"):
+            path.unlink()

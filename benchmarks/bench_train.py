@@ -55,7 +55,7 @@ def demo_bins():
     return bins_from_counts(counts, grid, HistogramParams())
 
 
-def training_step(width: float, size: int, batch: int, device: torch.device, amp: torch.dtype | None, repeat: int):
+def timed_training_step(width: float, size: int, batch: int, device: torch.device, amp: torch.dtype | None, repeat: int):
     """(seconds per step, FLOPs per step) of forward + backward + Adam."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -104,7 +104,7 @@ def main() -> None:
     m: dict = {"cpu_fp32_matmul_gflop_s": matmul_flops(cpu, torch.float32) / 1e9}
     checks = []
     for name, (width, size, batch) in CONFIGS.items():
-        seconds, flops = training_step(width, size, batch, cpu, None, args.repeat)
+        seconds, flops = timed_training_step(width, size, batch, cpu, None, args.repeat)
         achieved = flops / seconds / 1e9
         m[f"{name}_step_img_s"] = batch / seconds
         m[f"{name}_step_gflop_per_img"] = flops / batch / 1e9

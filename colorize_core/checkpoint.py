@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from colorize_core.bins import Bins
+from colorize_core.config import NETWORK_SIZE, TEMPERATURE
 from colorize_core.io import atomic_write_bytes
 from colorize_core.model import ModelConfig, build_model
 
@@ -68,6 +69,40 @@ class Checkpoint:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in self.state_dict.items()}
         return dataclasses.replace(self, state_dict=weights)
 
+    def problem(self) -> str:
+        """What makes this checkpoint unusable ("" when nothing): sizes out of range, or weights that
+        do not fit its architecture (checked on PyTorch's meta device: no memory, no arithmetic)."""
+        if not NETWORK_SIZE.low <= self.train_size <= NETWORK_SIZE.high:
+            return (
+                f"train_size {self.train_size} is not {NETWORK_SIZE.what} in [{NETWORK_SIZE.low}, {NETWORK_SIZE.high}]"
+            )
+        if self.view_size is not None and not NETWORK_SIZE.low <= self.view_size <= NETWORK_SIZE.high:
+            return f"view_size {self.view_size} is not {NETWORK_SIZE.what} in [{NETWORK_SIZE.low}, {NETWORK_SIZE.high}]"
+        if self.default_T is not None and not TEMPERATURE.low <= self.default_T <= TEMPERATURE.high:
+            return f"default_T {self.default_T} is not {TEMPERATURE.what} in [{TEMPERATURE.low}, {TEMPERATURE.high}]"
+        if self.config.num_classes != self.bins.num_classes:
+            return f"the network predicts {self.config.num_classes} bins but the file holds {self.bins.num_classes}"
+        try:
+            with torch.device("meta"):
+                expected = build_model(self.config, pretrained=False).state_dict()
+        except (ValueError, TypeError) as error:
+            return f"model {self.config}: {error}"
+        name = f"{self.config.arch} width {self.config.width:g}"
+        missing = sorted(set(expected) - set(self.state_dict))
+        unexpected = sorted(set(self.state_dict) - set(expected))
+        if missing or unexpected:
+            return (
+                f"its weights do not fit {name}: "
+                + (f"missing {missing[0]}" if missing else f"unknown {unexpected[0]}")
+                + f" ({len(missing)} missing, {len(unexpected)} unknown)"
+            )
+        for key, tensor in expected.items():
+            got = self.state_dict[key]
+            if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(tensor.shape):
+                shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+                return f"its weights do not fit {name}: {key} is {shape}, the network needs {tuple(tensor.shape)}"
+        return ""
+
     def build_model(self) -> nn.Module:
         """The network with the checkpoint's weights, in eval mode, on the CPU."""
         model = build_model(self.config, pretrained=False)
@@ -82,10 +117,11 @@ def safe_torch_load(path: str | Path):
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0]
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"{path}: refused, it holds objects other than tensors and plain data ({first_line})"
+            f"{path}: refused: it holds pickled Python objects besides tensors and plain data, so loading it "
+            "could run code; it was not written by this project's train stage or `colorize export`. Use one "
+            "that was (re-export a checkpoint you trust with `colorize export`); never load this file unsafely"
         ) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
@@ -103,7 +139,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a colorize checkpoint (expected format {CHECKPOINT_FORMAT})")
     try:
-        return Checkpoint(
+        checkpoint = Checkpoint(
             config=ModelConfig(**data["model"]),
             state_dict=data["state_dict"],
             bins=Bins.from_dict(data["bins"]),
@@ -117,3 +153,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: incomplete checkpoint ({error})") from None
+    problem = checkpoint.problem()
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    return checkpoint

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from colorize_core.config import ConfigError, Params, load_params
+from colorize_core.config import BATCH_SIZE, MAX_PIXELS, NETWORK_SIZE, TEMPERATURE, ConfigError, Limit, Params, load_params
 from colorize_core.constants import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger("colorize_core")
@@ -27,16 +27,47 @@ PARAMS_OPTION = click.option(
 
 
 def friendly_errors(command):
-    """Turn expected failures (bad parameters, missing inputs) into one-line errors, exit status 1."""
+    """Turn expected failures (bad parameters or files, unwritable folders) into one-line errors,
+    exit status 1; ``colorize --debug`` shows the traceback instead."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (ConfigError, FileNotFoundError, ValueError) as error:
-            raise click.ClickException(str(error)) from None
+        except (ValueError, OSError) as error:  # ConfigError, CheckpointError, ImageError are ValueErrors
+            if click.get_current_context().find_root().params.get("debug"):
+                raise
+            raise click.ClickException(one_line(error)) from None
 
     return wrapper
+
+
+def one_line(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def within(limit: Limit):
+    """A click callback that checks an option against its bounds in :mod:`colorize_core.config`."""
+
+    def check(ctx: click.Context, param: click.Parameter, value):
+        try:
+            limit.check(value, f"--{param.name.replace('_', '-')}")
+        except ConfigError as error:
+            raise click.BadParameter(str(error).split(" ", 1)[1]) from None
+        return value
+
+    return check
+
+
+def suffix_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from colorize_core.inference.photo import check_suffix
+
+    try:
+        return check_suffix(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error).split(": ", 1)[1]) from None
 
 
 #: The order of ``colorize --help``: what most users want first, then the stages in pipeline order.
@@ -51,7 +82,8 @@ class PipelineGroup(click.Group):
 @click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="colorize", message="colorize %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
-def main(verbose: bool) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error, not only its one-line message.")
+def main(verbose: bool, debug: bool) -> None:
     """Automatic image colorization (Zhang, Isola & Efros, ECCV 2016) as a DVC pipeline.
 
     Stages, in order: sample -> shard -> histogram -> train -> decode -> evaluate.
@@ -146,15 +178,21 @@ def train(
     run_train(params.train, shards, bins, models, train_log, figure, resume=mode)
 
 
-def parse_temperatures(value: str | None) -> list[float] | None:
+def parse_temperatures(value: str | None, option: str = "--temperature") -> list[float] | None:
+    """"0,0.09,0.38" -> [0.0, 0.09, 0.38]; a usage error (exit status 2) names a bad one."""
     if value is None:
         return None
     try:
         temperatures = [float(t) for t in value.split(",") if t.strip()]
+        if not temperatures:
+            raise ValueError
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
-    if not temperatures or any(t < 0 for t in temperatures):
-        raise click.BadParameter(f"{value!r}: temperatures must be >= 0")
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers", param_hint=option) from None
+    for temperature in temperatures:
+        try:
+            TEMPERATURE.check(temperature, option)
+        except ConfigError as error:
+            raise click.BadParameter(str(error).split(" ", 1)[1], param_hint=option) from None
     return temperatures
 
 
@@ -184,7 +222,7 @@ def decode(params: Params, lists: Path, models: Path, out: Path) -> None:
 @click.option("--checkpoint", "checkpoint_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="Ad-hoc mode: a checkpoint to evaluate (repeatable).")
 @click.option("--images", "images_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Ad-hoc mode: a folder of <synset>/<image>.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="reports", help="Folder for the tables, metrics, figures and index.html.")
-@click.option("-t", "--temperature", "--T", "T", type=float, default=None, help="Headline temperature (default: params T).")
+@click.option("-t", "--temperature", "--T", "T", type=float, default=None, callback=within(TEMPERATURE), help="Headline temperature (default: params T).")
 @click.option("--temperatures", default=None, help="Comma-separated sweep, e.g. 0,0.09,0.38 (default: params temperatures).")
 @click.option("--classifier", type=str, default=None, help="efficientnet_lite0 or vgg16 (default: params evaluate.classifier).")
 @click.option("--vgg16-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, help="torchvision's vgg16-397923af.pth.")
@@ -209,7 +247,6 @@ def evaluate(
     Pipeline mode (the DVC stage): --decoded DIR --models DIR. Ad-hoc mode, no pipeline needed:
     --checkpoint PATH [--checkpoint PATH ...] --images DIR laid out as <synset>/<image>.
     """
-    from colorize_core.config import validate_temperature
     from colorize_core.evaluate.run import run_evaluate_adhoc, run_evaluate_pipeline
 
     if (images_dir is None) == (decoded_dir is None):
@@ -220,9 +257,8 @@ def evaluate(
         params_path = Path("params.yaml")
     params = load_params(params_path) if params_path is not None else Params()
     if T is not None:
-        validate_temperature(T, "--temperature")
         params.T = T
-    params.temperatures = parse_temperatures(temperatures) or params.temperatures
+    params.temperatures = parse_temperatures(temperatures, "--temperatures") or params.temperatures
     if classifier is not None:
         params.evaluate.classifier = classifier
     if vgg16_weights is not None:
@@ -240,8 +276,8 @@ def evaluate(
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--half/--full", default=True, help="Store the weights in fp16 (half the file) or as trained.")
-@click.option("--size", type=int, default=None, help="Short side at which it colorizes photos by default (e.g. the pipeline's decode.size). Default: its training size.")
-@click.option("-t", "--temperature", "--T", "T", type=float, default=None, help="Temperature it is best decoded at (e.g. the pipeline's T), used when none is asked for.")
+@click.option("--size", type=int, default=None, callback=within(NETWORK_SIZE), help="Short side at which it colorizes photos by default (e.g. the pipeline's decode.size). Default: its training size.")
+@click.option("-t", "--temperature", "--T", "T", type=float, default=None, callback=within(TEMPERATURE), help="Temperature it is best decoded at (e.g. the pipeline's T), used when none is asked for.")
 @friendly_errors
 def export(checkpoint: Path, out: Path, half: bool, size: int | None, T: float | None) -> None:
     """Write a checkpoint for shipping: its weights in fp16 by default (how the bundled model
@@ -249,11 +285,7 @@ def export(checkpoint: Path, out: Path, half: bool, size: int | None, T: float |
     import dataclasses
 
     from colorize_core.checkpoint import load_checkpoint
-    from colorize_core.config import validate_network_size, validate_temperature
 
-    validate_network_size(size, "--size")
-    if T is not None:
-        validate_temperature(T, "--temperature")
     loaded = dataclasses.replace(load_checkpoint(checkpoint), view_size=size, default_T=T)
     (loaded.half() if half else loaded).save(out)
     click.echo(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({loaded.config.arch}, epoch {loaded.epoch})", err=True)
@@ -264,15 +296,15 @@ def export(checkpoint: Path, out: Path, half: bool, size: int | None, T: float |
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A trained checkpoint (models/best.pt). Default: the model bundled with the package.")
 @click.option("-t", "--temperature", "--T", "T", default=None, help="Temperature, or several: 0,0.09,0.38 (0 = the mode, 1 = the mean). Default: the model's own (0.7 for the bundled one), else 0.38.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder (mirrors sub-folders). Default: beside each input.")
-@click.option("--suffix", default="_color", show_default=True, help="Added to each output's name.")
+@click.option("--suffix", default="_color", show_default=True, callback=suffix_option, help="Added to each output's name (no path separator).")
 @click.option("--format", "output_format", type=click.Choice(["png", "jpg", "same"]), default="same", show_default=True)
-@click.option("--size", type=int, default=None, help="Short side of the network's view of a photo (aspect ratio kept). Default: the checkpoint's training size.")
+@click.option("--size", type=int, default=None, callback=within(NETWORK_SIZE), help="Short side of the network's view of a photo (aspect ratio kept). Default: the checkpoint's training size.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per network batch. Default: 8 on a GPU, 1 on the CPU.")
+@click.option("--batch-size", type=int, default=None, callback=within(BATCH_SIZE), help="Images per network batch. Default: 8 on a GPU, 1 on the CPU.")
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")
 @click.option("--sheet", is_flag=True, help="Also write a contact sheet per input: the input and each T side by side.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never done otherwise).")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True, help="Refuse images whose header claims more pixels.")
+@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, callback=within(MAX_PIXELS), show_default=True, help="Refuse images whose header claims more pixels.")
 @friendly_errors
 def photo(
     inputs: tuple[Path, ...],
@@ -303,10 +335,9 @@ def photo(
       colorize photo scans/ -r --out coloured/ -t 0,0.09,0.38 --sheet --checkpoint models/best.pt
       cat old.png | colorize photo - --checkpoint models/best.pt > coloured.png
     """
+    import os
     import sys
 
-    from colorize_core.config import validate_network_size
-    from colorize_core.images import ImageError
     from colorize_core.inference.colorizer import Colorizer
     from colorize_core.inference.photo import PhotoOptions, colorize_files, colorize_stream
 
@@ -314,7 +345,6 @@ def photo(
     stream = Path("-") in inputs
     if stream and len(inputs) > 1:
         raise click.UsageError("- (stdin) cannot be combined with other inputs")
-    validate_network_size(size, "--size")
     if checkpoint is None:
         colorizer = Colorizer.pretrained(device, size)
     else:
@@ -336,8 +366,9 @@ def photo(
     if stream:
         try:
             colorize_stream(colorizer, options, sys.stdin.buffer, sys.stdout.buffer)
-        except ImageError as error:
-            raise click.ClickException(str(error)) from None
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            raise click.ClickException("stdout was closed before the image was written") from None
         return
     summary = colorize_files(list(inputs), colorizer, options)
     click.echo(summary.report(), err=True)

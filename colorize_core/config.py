@@ -33,6 +33,26 @@ def _require(condition: bool, key: str, message: str, value: Any) -> None:
         raise ConfigError(f"{key} {message}, got {value!r}")
 
 
+@dataclass(frozen=True)
+class Limit:
+    """The allowed range of a numeric setting, the same in params.yaml and on the command line."""
+
+    low: float
+    high: float
+    what: str  # "a short side in pixels"
+
+    def check(self, value: Optional[float], key: str) -> None:
+        """ConfigError naming ``key`` unless ``value`` is None or within [low, high] (NaN is not)."""
+        _require(value is None or self.low <= value <= self.high, key, f"must be {self.what} in [{self.low:,}, {self.high:,}]", value)
+
+
+#: The one home of the bounds of numeric settings (params.yaml and the `colorize` options).
+NETWORK_SIZE = Limit(16, 4096, "a short side in pixels")  # the network's view of a photo
+BATCH_SIZE = Limit(1, 1024, "a number of images")
+MAX_PIXELS = Limit(1, 1_000_000_000, "a pixel count")  # images claiming more are refused unread
+TEMPERATURE = Limit(0, 100, "a temperature (0 = the mode, 1 = the mean)")
+
+
 @dataclass
 class SplitParams:
     """Where one split's images come from."""
@@ -63,10 +83,19 @@ class SampleParams:
 
     def validate(self, key: str) -> None:
         _require(self.source in SOURCES, f"{key}.source", f"must be one of {', '.join(SOURCES)}", self.source)
+        _require(self.seed >= 0, f"{key}.seed", "must be an integer >= 0", self.seed)
         for name in SPLITS:
             split: SplitParams = getattr(self, name)
             split.validate(f"{key}.{name}")
-            if self.source != "demo":
+            if self.source == "demo":
+                _require(
+                    split.root is None,
+                    f"{key}.{name}.root",
+                    "is not read by source demo (its photos come with scikit-image): remove it, or choose "
+                    "source folder or imagenet",
+                    split.root,
+                )
+            else:
                 _require(split.root is not None, f"{key}.{name}.root", f"is required for source {self.source}", None)
                 for root in map(Path, split.roots):
                     _require(root.is_dir(), f"{key}.{name}.root", "must be an existing folder", str(root))
@@ -100,7 +129,7 @@ class ShardParams:
         _require(2 <= self.grid <= 64, f"{key}.grid", "must be an integer cell size in [2, 64] ab units", self.grid)
         _require(self.samples_per_shard > 0, f"{key}.samples_per_shard", "must be positive", self.samples_per_shard)
         _require(self.workers >= 0, f"{key}.workers", "must be >= 0 (0 = all cores)", self.workers)
-        _require(self.max_pixels > 0, f"{key}.max_pixels", "must be positive", self.max_pixels)
+        MAX_PIXELS.check(self.max_pixels, f"{key}.max_pixels")
         _require(
             self.grayscale_max_chroma >= 0,
             f"{key}.grayscale_max_chroma",
@@ -166,7 +195,7 @@ class TrainParams:
         _require(self.encoder_lr_factor > 0, f"{key}.encoder_lr_factor", "must be positive", self.encoder_lr_factor)
         _require(0 < self.width <= 4, f"{key}.width", "must be in (0, 4]", self.width)
         _require(self.epochs >= 1, f"{key}.epochs", "must be >= 1", self.epochs)
-        _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1", self.batch_size)
+        BATCH_SIZE.check(self.batch_size, f"{key}.batch_size")
         _require(self.lr > 0, f"{key}.lr", "must be positive", self.lr)
         _require(
             self.lr_schedule in ("constant", "cosine"),
@@ -203,16 +232,16 @@ class DecodeParams:
     batch_size: int = 16
 
     def validate(self, key: str) -> None:
-        validate_network_size(self.size, f"{key}.size")
+        NETWORK_SIZE.check(self.size, f"{key}.size")
         _require(
             len(self.checkpoints) > 0 and set(self.checkpoints) <= {"best", "last"},
             f"{key}.checkpoints",
             "must be a non-empty list of best and last",
             self.checkpoints,
         )
-        _require(self.max_pixels > 0, f"{key}.max_pixels", "must be positive", self.max_pixels)
+        MAX_PIXELS.check(self.max_pixels, f"{key}.max_pixels")
         _require(self.device in DEVICE_CHOICES, f"{key}.device", f"must be one of {', '.join(DEVICE_CHOICES)}", self.device)
-        _require(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1", self.batch_size)
+        BATCH_SIZE.check(self.batch_size, f"{key}.batch_size")
 
 
 @dataclass
@@ -235,23 +264,6 @@ class EvaluateParams:
         _require(self.device in DEVICE_CHOICES, f"{key}.device", f"must be one of {', '.join(DEVICE_CHOICES)}", self.device)
 
 
-#: Bounds of the network's view of a photo (its short side), see ``Colorizer.size``.
-MIN_NETWORK_SIZE, MAX_NETWORK_SIZE = 16, 4096
-
-
-def validate_network_size(value: Optional[int], key: str) -> None:
-    _require(
-        value is None or MIN_NETWORK_SIZE <= value <= MAX_NETWORK_SIZE,
-        key,
-        f"must be a short side in [{MIN_NETWORK_SIZE}, {MAX_NETWORK_SIZE}] pixels (or null)",
-        value,
-    )
-
-
-def validate_temperature(value: float, key: str) -> None:
-    _require(0 <= value <= 100, key, "must be a temperature >= 0 (0 = the mode)", value)
-
-
 @dataclass
 class Params:
     """The whole ``params.yaml``."""
@@ -266,10 +278,10 @@ class Params:
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
     def validate(self, key: str = "") -> None:
-        validate_temperature(self.T, "T")
+        TEMPERATURE.check(self.T, "T")
         _require(len(self.temperatures) > 0, "temperatures", "must be a non-empty list", self.temperatures)
         for i, temperature in enumerate(self.temperatures):
-            validate_temperature(temperature, f"temperatures[{i}]")
+            TEMPERATURE.check(temperature, f"temperatures[{i}]")
         for section in ("sample", "shard", "histogram", "train", "decode", "evaluate"):
             getattr(self, section).validate(section)
 

@@ -48,7 +48,7 @@ class ImageError(Exception):
 
 
 def describe(source: str | os.PathLike | BinaryIO) -> str:
-    return str(source) if isinstance(source, (str, os.PathLike)) else "<stream>"
+    return str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
 
 
 @contextmanager
@@ -64,7 +64,7 @@ def open_image(source: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_M
     name = describe(source)
     if isinstance(source, (str, os.PathLike)):
         if not os.path.isfile(source):
-            raise ImageError(f"{name}: no such file")
+            raise ImageError(f"{name}: " + ("not a regular file" if os.path.exists(source) else "no such file"))
         if os.path.getsize(source) == 0:
             raise ImageError(f"{name}: empty file (0 bytes)")
     try:

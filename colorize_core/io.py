@@ -20,8 +20,9 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # as open() would create it (mkstemp gives 0600)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -54,10 +55,35 @@ def atomic_write_csv(path: str | os.PathLike, header: Sequence[str], rows: Itera
     atomic_write_text(path, buffer.getvalue())
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> None:
-    """Delete ``.*.tmp`` files that an interrupted :func:`atomic_output` left in ``folder``."""
-    for tmp in Path(folder).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def writer_pid(temporary: Path) -> int | None:
+    """The process id in a temporary file's name (``.<name>.<pid>.<random>.tmp``), if any."""
+    parts = temporary.name[: -len(".tmp")].rsplit(".", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, pattern: str = ".*.tmp") -> None:
+    """Delete the temporary files that an interrupted :func:`atomic_output` left in ``folder``:
+    those of processes that no longer run (never another live process's file in progress)."""
+    for tmp in Path(folder).glob(pattern):
+        pid = writer_pid(tmp)
+        if pid is not None and pid != os.getpid() and not is_running(pid):
+            tmp.unlink(missing_ok=True)
 
 
 def safe_join(folder: str | os.PathLike, relative: str | os.PathLike) -> Path:

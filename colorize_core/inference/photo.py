@@ -10,20 +10,23 @@ and the others go on.
 
 from __future__ import annotations
 
+import glob
 import io
 import logging
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from colorize_core.constants import DEFAULT_MAX_PIXELS
-from colorize_core.images import ImageError, load_pixels, is_image_path, open_image
+from colorize_core.images import ImageError, is_image_path, load_pixels, open_image
 from colorize_core.inference.colorizer import Colorizer
-from colorize_core.io import atomic_output, safe_join
+from colorize_core.io import atomic_output, remove_stale_temporaries, safe_join
 from colorize_core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,13 @@ SAME_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", 
 EXIF_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP"}
 ICC_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP"}
 SHEET_HEIGHT = 512
+#: Written into every output (PNG text / EXIF Software tag), so that a re-run over the same folder
+#: recognises its own outputs and leaves them alone.
+OUTPUT_MARKER = "colorize (github: colorize_core)"
+EXIF_SOFTWARE = 0x0131
+#: Stdin is refused when its first bytes are no image header, and read no further than this.
+STREAM_HEAD_BYTES = 1 << 20
+MAX_STREAM_BYTES = 512 << 20
 
 
 @dataclass
@@ -64,6 +74,7 @@ class Summary:
     done: list[Path] = field(default_factory=list)
     existing: list[Path] = field(default_factory=list)  # outputs already there, kept
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+    own: list[Path] = field(default_factory=list)  # outputs of an earlier run found among the inputs
     seconds: float = 0.0
 
     def report(self) -> str:
@@ -71,25 +82,63 @@ class Summary:
         lines = [
             f"colorized {len(self.done)} image(s) in {self.seconds:.1f} s{per_image}; "
             f"{len(self.existing)} already done (kept; --overwrite redoes them); {len(self.skipped)} skipped"
+            + (f"; {len(self.own)} earlier output(s) of colorize left alone" if self.own else "")
         ]
         lines += [f"  skipped {source}: {reason}" for source, reason in self.skipped]
         return "\n".join(lines)
 
 
-def find_inputs(inputs: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
+def find_inputs(inputs: list[Path], recursive: bool, summary: Summary) -> list[tuple[Path, Path]]:
     """(image, folder its output path is relative to) for every file and folder given.
 
     Files are taken as given (a non-image is reported when read); folders contribute their files
-    with image extensions, and their sub-folders' with ``recursive``.
+    with image extensions, and their sub-folders' with ``recursive``. A folder without any is
+    reported in ``summary`` (with a hint when its sub-folders hold images).
     """
     found = []
     for item in inputs:
-        if item.is_dir():
-            pattern = item.rglob("*") if recursive else item.glob("*")
-            found += [(p, item) for p in sorted(pattern) if p.is_file() and is_image_path(p)]
-        else:
+        if not item.is_dir():
             found.append((item, item.parent))
+            continue
+        pattern = item.rglob("*") if recursive else item.glob("*")
+        images = [(p, item) for p in sorted(pattern) if p.is_file() and is_image_path(p)]
+        if not images:
+            deeper = not recursive and any(p.is_file() and is_image_path(p) for p in item.rglob("*"))
+            reason = "no images at its top level; -r descends into its sub-folders" if deeper else "no images"
+            summary.skipped.append((str(item), reason))
+        found += images
     return found
+
+
+def is_own_output(image: Image.Image, source: Path, suffix: str) -> bool:
+    """Whether an opened input is an output of this command: by its marker (header only), else by
+    its name (``<stem><suffix>[_T<t>][_sheet]``) for formats without metadata."""
+    if image.info.get("Software") == OUTPUT_MARKER:  # PNG text chunk
+        return True
+    if image.info.get("exif"):  # raw EXIF from the header (getexif() would decode a PNG's pixels)
+        exif = Image.Exif()
+        exif.load(image.info["exif"])
+        if exif.get(EXIF_SOFTWARE) == OUTPUT_MARKER:
+            return True
+    if getattr(image, "tag_v2", {}).get(EXIF_SOFTWARE) == OUTPUT_MARKER:  # TIFF
+        return True
+    return bool(suffix) and re.search(re.escape(suffix) + r"(_T[0-9.e+-]+)?(_sheet)?$", source.stem) is not None
+
+
+def is_own_output_file(source: Path, suffix: str) -> bool:
+    """:func:`is_own_output` of a file (its header only); False when it cannot be read."""
+    try:
+        with open_image(source, max_pixels=1 << 62) as image:
+            return is_own_output(image, source, suffix)
+    except ImageError:
+        return False
+
+
+def check_suffix(suffix: str) -> str:
+    """The ``--suffix`` of output names: it may not leave the folder."""
+    if any(sep and sep in suffix for sep in (os.sep, os.altsep)) or suffix in (".", ".."):
+        raise ValueError(f"--suffix {suffix!r}: may not contain a path separator")
+    return suffix
 
 
 def output_extension(source_format: str | None, choice: str) -> tuple[str, str]:
@@ -145,8 +194,16 @@ def contact_sheet(picture: Image.Image, colours: list[np.ndarray], temperatures:
 def encode(image: Image.Image, pil_format: str, metadata: dict) -> bytes:
     """Encode an output image with the input's EXIF (orientation already applied) and ICC profile."""
     kwargs = {}
-    if metadata.get("exif") and pil_format in EXIF_FORMATS:
-        kwargs["exif"] = metadata["exif"]
+    if pil_format in EXIF_FORMATS:
+        exif = Image.Exif()
+        if metadata.get("exif"):
+            exif.load(metadata["exif"])
+        exif[EXIF_SOFTWARE] = OUTPUT_MARKER
+        kwargs["exif"] = exif.tobytes()
+    if pil_format == "PNG":
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Software", OUTPUT_MARKER)
+        kwargs["pnginfo"] = text
     if metadata.get("icc_profile") and pil_format in ICC_FORMATS:
         kwargs["icc_profile"] = metadata["icc_profile"]
     if pil_format == "JPEG":
@@ -157,8 +214,8 @@ def encode(image: Image.Image, pil_format: str, metadata: dict) -> bytes:
 
 
 def write_atomically(data: bytes, path: Path) -> None:
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed run
-        stale.unlink(missing_ok=True)
+    if path.parent.is_dir():
+        remove_stale_temporaries(path.parent, f".{glob.escape(path.name)}.*.tmp")  # left by a killed run
     with atomic_output(path, "wb") as f:
         f.write(data)
 
@@ -169,30 +226,58 @@ def metadata_of(picture: Image.Image) -> dict:
 
 
 def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptions) -> Summary:
-    """Colorize every input file or folder; never raises for a bad image."""
+    """Colorize every input file or folder; never raises for a bad image or an unwritable output.
+
+    Raises
+    ------
+    OSError
+        only when ``options.out_dir`` cannot be created: then nothing could ever be written.
+    """
     summary = Summary()
     start = time.perf_counter()
-    found = find_inputs(inputs, options.recursive)
+    if options.out_dir is not None:
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+    found = find_inputs(inputs, options.recursive, summary)
+    own = {source for source, _ in found if is_own_output_file(source, options.suffix)}
+    inputs_resolved = {source.resolve() for source, _ in found if source not in own}
+    planned: dict[Path, Path] = {}  # output -> the input it comes from, in this run
     pending: list[tuple[Job, Image.Image, str, dict]] = []
+
+    def write(job: Job, data: bytes, path: Path) -> bool:
+        try:
+            write_atomically(data, path)
+            return True
+        except OSError as error:
+            summary.skipped.append((str(job.source), f"cannot write {path} ({error.strerror or error})"))
+            return False
 
     def flush() -> None:
         results = colorizer.colorize_batch([p for _, p, _, _ in pending], options.temperatures)
         for (job, picture, pil_format, metadata), colours in zip(pending, results):
-            for path, rgb in zip(job.outputs, colours):
-                write_atomically(encode(Image.fromarray(rgb), pil_format, metadata), path)
-            if job.sheet is not None:
-                sheet = contact_sheet(picture, colours, options.temperatures)
-                write_atomically(encode(sheet, pil_format, {}), job.sheet)
-            summary.done.append(job.source)
+            written = all(
+                write(job, encode(Image.fromarray(rgb), pil_format, metadata), path)
+                for path, rgb in zip(job.outputs, colours)
+            )
+            if written and job.sheet is not None:
+                written = write(job, encode(contact_sheet(picture, colours, options.temperatures), pil_format, {}), job.sheet)
+            if written:
+                summary.done.append(job.source)
         pending.clear()
 
     with progress(found, desc="colorize", unit="img", disable=len(found) < 2) as bar:
         for source, base in bar:
             try:
+                if source in own:
+                    summary.own.append(source)
+                    continue
                 with open_image(source, options.max_pixels) as image:
                     pil_format, extension = output_extension(image.format, options.format)
                     job = plan_job(source, base, options, extension)
                     targets = [*job.outputs, *([job.sheet] if job.sheet else [])]
+                    reason = refusal(job, targets, inputs_resolved, planned)
+                    if reason:
+                        summary.skipped.append((str(source), reason))
+                        continue
                     clashes = [t for t in targets if t.exists()] if not options.overwrite else []
                     if clashes and len(clashes) == len(targets):
                         summary.existing.append(source)
@@ -200,9 +285,13 @@ def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptio
                     if clashes:
                         summary.skipped.append((str(source), f"{clashes[0]} exists; --overwrite replaces it"))
                         continue
+                    planned.update({t.resolve(): source for t in targets})
                     picture = load_pixels(image)
             except ImageError as error:
                 summary.skipped.append((str(source), str(error).removeprefix(f"{source}: ")))
+                continue
+            except ValueError as error:  # an output path that leaves --out
+                summary.skipped.append((str(source), str(error)))
                 continue
             pending.append((job, picture, pil_format, metadata_of(picture)))
             if len(pending) >= options.batch_size:
@@ -213,6 +302,40 @@ def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptio
     return summary
 
 
+def refusal(job: Job, targets: list[Path], inputs: set[Path], planned: dict[Path, Path]) -> str:
+    """Why this job must not write its outputs ("" when it may): never over an input, never twice."""
+    for target in targets:
+        resolved = target.resolve()
+        if resolved in inputs:
+            return f"its output {target} would replace an input; choose another --suffix or --out"
+        if resolved in planned:
+            return f"its output {target} is also the output of {planned[resolved]}"
+    return ""
+
+
+def named_stream(data: bytes) -> io.BytesIO:
+    stream = io.BytesIO(data)
+    stream.name = "<stdin>"  # how errors name it
+    return stream
+
+
+def read_stream(stdin: BinaryIO, max_pixels: int, limit: int = MAX_STREAM_BYTES) -> bytes:
+    """The bytes of one image from a stream: refused after its first MiB when they hold no image
+    header (or one over ``max_pixels``), and never read beyond ``limit`` bytes."""
+    head = stdin.read(STREAM_HEAD_BYTES)
+    if not head:
+        raise ImageError("<stdin>: empty input")
+    with open_image(named_stream(head), max_pixels):
+        pass  # the header alone: garbage and bombs stop here
+    chunks, size = [head], len(head)
+    while chunk := stdin.read(STREAM_HEAD_BYTES):
+        size += len(chunk)
+        if size > limit:
+            raise ImageError(f"<stdin>: more than {limit >> 20} MiB; refused (save it to a file first)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def colorize_stream(colorizer: Colorizer, options: PhotoOptions, stdin: BinaryIO, stdout: BinaryIO) -> None:
     """One image from ``stdin`` to ``stdout``: one temperature, or the contact sheet with ``sheet``.
 
@@ -221,15 +344,18 @@ def colorize_stream(colorizer: Colorizer, options: PhotoOptions, stdin: BinaryIO
     ImageError
         when the stream is not a usable image.
     """
-    data = stdin.read()
-    if not data:
-        raise ImageError("<stdin>: empty input")
-    with open_image(io.BytesIO(data), options.max_pixels) as image:
+    data = read_stream(stdin, options.max_pixels)
+    with open_image(named_stream(data), options.max_pixels) as image:
         pil_format, _ = output_extension(image.format, options.format)
         picture = load_pixels(image)
     metadata = metadata_of(picture)
     colours = colorizer.colorize_batch([picture], options.temperatures)[0]
     image = contact_sheet(picture, colours, options.temperatures) if options.sheet else Image.fromarray(colours[0])
-    stdout.write(encode(image, pil_format, {} if options.sheet else metadata))
-    stdout.flush()
-
+    data = encode(image, pil_format, {} if options.sheet else metadata)
+    try:
+        stdout.write(data)
+        stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:  # a full disk behind the redirection, say
+        raise OSError(error.errno, error.strerror, "<stdout>") from None

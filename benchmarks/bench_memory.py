@@ -1,5 +1,6 @@
 """Memory: peak RSS of the shard stage (must not grow with the number of images), of training
-(must not grow per epoch) and of `colorize photo` on a 40-megapixel input (target <= 2 GiB).
+(must not grow per epoch) and of `colorize photo` on a 40-megapixel input (target <= 2 GiB) and
+on the largest input the default --max-pixels lets in, 200 megapixels (documented; <= 8 GiB).
 
     python benchmarks/bench_memory.py
 
@@ -78,18 +79,19 @@ def training_rss_per_epoch(photos: list[str], folder: Path, epochs: int = 4) -> 
     return rss
 
 
-def photo_peak(folder: Path) -> float:
-    """`colorize photo` with the full-width network on a 40-megapixel JPEG."""
-    height, width = 5480, 7300  # 40.0 MP
+def photo_peak(folder: Path, height: int, width: int, checkpoint: Path | None) -> float:
+    """Peak RSS of `colorize photo` on a JPEG of height × width (None: the bundled model)."""
+    name = f"scan_{height * width / 1e6:.0f}mp"
     y, x = np.mgrid[0:height:8, 0:width:8]
     small = np.stack([np.sin(x / 97.0), np.cos(y / 53.0), np.sin((x + y) / 151.0)], -1)
     tile = Image.fromarray(((small * 0.45 + 0.5) * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BILINEAR)
-    tile.save(folder / "scan_40mp.jpg", quality=90)
-    checkpoint = make_checkpoint(1.0, 256, folder / "full.pt")
-    command = [PYTHON, "-m", "colorize_core.cli", "photo", str(folder / "scan_40mp.jpg"), "--checkpoint", str(checkpoint),
+    tile.save(folder / f"{name}.jpg", quality=90)
+    del tile
+    model = ["--checkpoint", str(checkpoint)] if checkpoint else []
+    command = [PYTHON, "-m", "colorize_core.cli", "photo", str(folder / f"{name}.jpg"), *model,
                "--out", str(folder / "out"), "--device", "cpu"]  # fmt: skip
     peak, _ = peak_rss_of(command, {"TQDM_DISABLE": "1"})
-    assert Image.open(folder / "out" / "scan_40mp_color.jpg").size == (width, height)
+    assert Image.open(folder / "out" / f"{name}_color.jpg").size == (width, height)
     return peak
 
 
@@ -104,13 +106,16 @@ def main() -> None:
         }
         rss = training_rss_per_epoch(photos[:400], folder)
         m.update({f"train_rss_after_epoch_{i + 1}_mib": value for i, value in enumerate(rss)})
-        m["photo_40mp_full_width_peak_mib"] = photo_peak(folder)
+        m["photo_40mp_full_width_peak_mib"] = photo_peak(folder, 5480, 7300, make_checkpoint(1.0, 256, folder / "full.pt"))
+        # the largest photo that the default --max-pixels (200 MP) lets in, with the bundled model
+        m["photo_200mp_bundled_peak_mib"] = photo_peak(folder, 12250, 16320, None)
     finally:
         shutil.rmtree(folder)
     checks = [
         check("shard peak, 800 / 200 images", m["shard_800_images_peak_mib"] / m["shard_200_images_peak_mib"], 1.1, higher_is_better=False),
         check("train RSS, last / first epoch", rss[-1] / rss[0], 1.05, higher_is_better=False),
         check("colorize photo, 40 MP peak (MiB)", m["photo_40mp_full_width_peak_mib"], 2048, higher_is_better=False),
+        check("colorize photo, 200 MP peak (MiB)", m["photo_200mp_bundled_peak_mib"], 8192, higher_is_better=False),
     ]
     report("memory", m, checks)
 

@@ -40,7 +40,7 @@ def test_repository_params_are_valid():
         (lambda p: p["shard"].update(grid="big"), r"shard\.grid must be an integer"),
         (lambda p: p["histogram"].update(**{"lambda": 2}), r"histogram\.lambda must be in \[0, 1\]"),
         (lambda p: p["shard"].update(colour="yes"), r"unknown parameter shard\.colour"),
-        (lambda p: p.update(T=-1), r"T must be a temperature >= 0"),
+        (lambda p: p.update(T=-1), r"T must be a temperature \(0 = the mode, 1 = the mean\) in \[0, 100\]"),
     ],
 )
 def test_bad_parameter_is_named(tmp_path, change, message):

@@ -162,7 +162,7 @@ def plan_job(source: Path, base: Path, options: PhotoOptions, extension: str) ->
         relative = source.parent.resolve().relative_to(base.resolve()) if source.parent != base else Path()
         folder = safe_join(options.out_dir, relative)
     many = len(options.temperatures) > 1
-    stem = source.stem + options.suffix
+    stem = source.stem + check_suffix(options.suffix)
     outputs = [folder / f"{stem}{temperature_tag(T) if many else ''}{extension}" for T in options.temperatures]
     sheet = folder / f"{stem}_sheet{extension}" if options.sheet else None
     return Job(source, outputs, sheet)

@@ -11,8 +11,18 @@ from pathlib import Path
 
 import click
 
-from colorize_core.config import BATCH_SIZE, MAX_PIXELS, NETWORK_SIZE, TEMPERATURE, ConfigError, Limit, Params, load_params
+from colorize_core.config import (
+    BATCH_SIZE,
+    MAX_PIXELS,
+    NETWORK_SIZE,
+    TEMPERATURE,
+    ConfigError,
+    Limit,
+    Params,
+    load_params,
+)
 from colorize_core.constants import DEFAULT_MAX_PIXELS
+from colorize_core.images import ImageError
 
 log = logging.getLogger("colorize_core")
 
@@ -34,7 +44,7 @@ def friendly_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (ValueError, OSError) as error:  # ConfigError, CheckpointError, ImageError are ValueErrors
+        except (ValueError, OSError, ImageError) as error:  # ConfigError and CheckpointError are ValueErrors
             if click.get_current_context().find_root().params.get("debug"):
                 raise
             raise click.ClickException(one_line(error)) from None

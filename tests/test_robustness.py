@@ -309,3 +309,8 @@ def test_configuration_errors_name_the_parameter(tmp_path, edit, key):
     result = run("sample", "--params", tmp_path / "params.yaml", "--out", tmp_path / "lists")
     assert_one_line(result, 1, key)
     assert np.all([not (tmp_path / "lists").exists()])
+
+
+def test_garbage_on_stdin_is_one_line_on_the_command_line(checkpoint):
+    result = CliRunner().invoke(main, ["photo", "-", "--checkpoint", str(checkpoint)], input=b"\xff" * (3 << 20))
+    assert_one_line(result, 1, "<stdin>: not a readable image")

@@ -1,6 +1,8 @@
 """The shard stage: contents against scikit-image, determinism, resume, and every bad input."""
 
 import json
+import shutil
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from skimage.color import rgb2lab
 from colorize_core.config import ShardParams
 from colorize_core.data import shard as shard_module
 from colorize_core.data.shard import run_shard
-from colorize_core.data.shard_format import CELL_KEY, LIGHTNESS_KEY, read_index, read_samples, shard_urls
+from colorize_core.data.shard_format import CELL_KEY, LIGHTNESS_KEY, ShardError, read_index, read_samples, shard_urls
 from colorize_core.images import ImageError, load_rgb8
 
 
@@ -152,3 +154,30 @@ def test_pixel_limit_refuses_from_the_header_without_allocating(tmp_path):
     assert peak < 1_000_000  # a decode would need 9 GB
     with pytest.raises(ImageError, match="max_pixels"):
         load_rgb8(tmp_path / "bomb.png", max_pixels=10)
+
+
+def test_shards_do_not_depend_on_modification_times(tmp_path):
+    """Every clone computes the same shards: the fingerprint reads contents, not mtimes."""
+    photos = colour_photos(tmp_path / "img", 6)
+    lists = write_lists(tmp_path, photos[:4], val=photos[4:])
+    run_shard(PARAMS, lists, tmp_path / "shards", tmp_path / "reports")
+    before = tar_bytes(tmp_path / "shards"), {p.name: p.read_bytes() for p in (tmp_path / "shards").rglob("*.json")}
+    for photo in photos:
+        os.utime(photo, (1_000_000_000, 1_000_000_000))  # a fresh clone's files have other times
+    shutil.rmtree(tmp_path / "shards")
+    run_shard(PARAMS, lists, tmp_path / "shards", tmp_path / "reports")
+    after = tar_bytes(tmp_path / "shards"), {p.name: p.read_bytes() for p in (tmp_path / "shards").rglob("*.json")}
+    assert after == before
+
+
+def test_a_damaged_shard_is_rebuilt_and_a_reader_names_it(tmp_path):
+    photos = colour_photos(tmp_path / "img", 6)
+    lists = write_lists(tmp_path, photos[:4], val=photos[4:])
+    run_shard(PARAMS, lists, tmp_path / "shards", tmp_path / "reports")
+    good = tar_bytes(tmp_path / "shards")
+    damaged = tmp_path / "shards" / "train" / "shard-000000.tar"
+    damaged.write_bytes(damaged.read_bytes()[:5000])  # truncated, as a full disk or a killed copy leaves it
+    with pytest.raises(ShardError, match=f"{damaged}: damaged shard .*`dvc repro` rebuilds it"):
+        list(read_samples(shard_urls(tmp_path / "shards", "train")))
+    run_shard(PARAMS, lists, tmp_path / "shards", tmp_path / "reports")  # the resume checks every shard
+    assert tar_bytes(tmp_path / "shards") == good

@@ -135,7 +135,8 @@ def write_shard(job: ShardJob, params: ShardParams, progress_counter=None) -> li
             with progress_counter.get_lock():
                 progress_counter.value += 1
     write_tar(job.tar, samples)
-    atomic_write_json(job.sidecar, {"fingerprint": job.fingerprint, "samples": len(samples), "problems": problems})
+    sidecar = {"fingerprint": job.fingerprint, "samples": len(samples), "problems": problems, "tar_sha256": file_sha256(job.tar)}
+    atomic_write_json(job.sidecar, sidecar)
     return problems
 
 
@@ -161,7 +162,8 @@ def resolve_workers(workers: int) -> int:
 
 
 def fingerprint(records: list[Record], params: ShardParams) -> str:
-    """Hash of a shard's inputs: parameters, paths, labels, and each file's size and mtime."""
+    """Hash of a shard's inputs: parameters, paths, labels, and each file's contents (never its
+    modification time, so that every clone of the repository computes the same shards)."""
     digest = hashlib.sha256()
     settings = {
         "format": SHARD_FORMAT,
@@ -173,11 +175,18 @@ def fingerprint(records: list[Record], params: ShardParams) -> str:
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for record in records:
         try:
-            stat = os.stat(record.path)
-            file_id = f"{stat.st_size}:{stat.st_mtime_ns}"
+            file_id = file_sha256(Path(record.path))
         except OSError:
             file_id = "missing"
         digest.update(f"\n{record.path}\t{record.synset}\t{record.class_index}\t{file_id}".encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
@@ -187,10 +196,13 @@ def shard_paths(out_dir: Path, split: str, index: int) -> tuple[Path, Path]:
 
 
 def _is_done(tar: Path, sidecar: Path, expected: str) -> bool:
+    """Whether a shard from an earlier run can be kept: same inputs, and its tar exactly the bytes
+    that run wrote (a truncated or altered tar is rebuilt)."""
     if not (tar.is_file() and sidecar.is_file()):
         return False
     try:
-        return json.loads(sidecar.read_text()).get("fingerprint") == expected
+        info = json.loads(sidecar.read_text())
+        return info.get("fingerprint") == expected and info.get("tar_sha256") == file_sha256(tar)
     except (OSError, ValueError):
         return False
 

@@ -27,7 +27,7 @@ import webdataset as wds
 from colorize_core.io import atomic_output
 
 #: Bump when the sample format changes, so old shards are rebuilt.
-SHARD_FORMAT = 1
+SHARD_FORMAT = 2  # 2: content-addressed fingerprints and a checksum of each tar in its sidecar
 LIGHTNESS_KEY = "lightness.npy"
 CELL_KEY = "ab_cell.npy"
 CLASS_KEY = "cls"
@@ -90,6 +90,26 @@ def with_arrays(sample: dict) -> dict:
             CELL_KEY: wds.autodecode.npy_loads(sample[CELL_KEY])}  # fmt: skip
 
 
+class ShardError(ValueError):
+    """A shard that cannot be read; the message names it and says how to rebuild it."""
+
+
+def raise_shard_error(error: Exception) -> bool:
+    """WebDataset handler: a damaged tar becomes one :class:`ShardError` naming the file."""
+    url = next((a for a in error.args if isinstance(a, str) and a.endswith(".tar")), "a shard")
+    raise ShardError(
+        f"{url}: damaged shard ({type(error).__name__}: {error.args[0] if error.args else error}); "
+        "`dvc repro` rebuilds it (the shard stage checks every shard's checksum)"
+    ) from None
+
+
 def read_samples(urls: Iterable[str]) -> Iterator[dict]:
-    """Every sample of the shards, in order, with its arrays loaded (:func:`with_arrays`)."""
-    return map(with_arrays, wds.DataPipeline(wds.SimpleShardList(list(urls)), wds.tarfile_to_samples()))
+    """Every sample of the shards, in order, with its arrays loaded (:func:`with_arrays`).
+
+    Raises
+    ------
+    ShardError
+        naming a shard that is truncated or not a tar.
+    """
+    pipeline = wds.DataPipeline(wds.SimpleShardList(list(urls)), wds.tarfile_to_samples(handler=raise_shard_error))
+    return map(with_arrays, pipeline)

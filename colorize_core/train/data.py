@@ -17,7 +17,7 @@ import torch
 import webdataset as wds
 
 from colorize_core.constants import OUTPUT_STRIDE
-from colorize_core.data.shard_format import CELL_KEY, LIGHTNESS_KEY, with_arrays
+from colorize_core.data.shard_format import CELL_KEY, LIGHTNESS_KEY, raise_shard_error, with_arrays
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # lightness (B, 1, S, S) float32, cells (B, S/4, S/4) int64
 
@@ -70,7 +70,7 @@ def epoch_pipeline(
 ):
     """One epoch of batches from the given shards (inside a DataLoader, WebDataset's
     ``split_by_worker`` deals them to the workers); ``flip`` mirrors a seeded half of the samples."""
-    stages = [wds.SimpleShardList(shards), wds.split_by_worker, wds.tarfile_to_samples()]
+    stages = [wds.SimpleShardList(shards), wds.split_by_worker, wds.tarfile_to_samples(handler=raise_shard_error)]
     if shuffle:
         stages.append(wds.shuffle(shuffle_buffer, initial=shuffle_buffer, rng=random.Random(epoch_seed(seed, epoch))))
     stages.append(wds.map(decode_sample))

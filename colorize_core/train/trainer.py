@@ -37,7 +37,9 @@ from colorize_core.train.step import training_step
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_ce", "val_accuracy", "images_per_second")
+#: Columns of the per-epoch log (a tracked DVC output: only what a re-run reproduces; the speed
+#: goes to the console).
+LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_ce", "val_accuracy")
 #: Parameters that do not change the weights a run ends with; a resumed run may differ in them.
 _NOT_IN_FINGERPRINT = ("epochs", "loader_workers", "device", "precision", "threads", "compile")
 

@@ -181,3 +181,20 @@ def test_a_damaged_shard_is_rebuilt_and_a_reader_names_it(tmp_path):
         list(read_samples(shard_urls(tmp_path / "shards", "train")))
     run_shard(PARAMS, lists, tmp_path / "shards", tmp_path / "reports")  # the resume checks every shard
     assert tar_bytes(tmp_path / "shards") == good
+
+
+def test_logs_off_a_terminal_are_a_few_whole_lines(tmp_path, image_zoo, monkeypatch, capsys):
+    """`dvc repro > log.txt`: no bar redraws and no line per excluded file, a line per tenth."""
+    from colorize_core import progress as progress_module
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    folder, _ = image_zoo
+    photos = colour_photos(tmp_path / "img", 30)
+    lists = write_lists(tmp_path, photos + sorted(folder.iterdir()))
+    run_shard(PARAMS, lists, tmp_path / "shards", tmp_path / "reports")
+    err = capsys.readouterr().err
+    assert "\r" not in err and "excluded_grayscale:" not in err
+    assert 1 <= len(err.splitlines()) <= 11, err
+    for _ in progress_module.progress(range(1000), desc="loop"):
+        pass
+    assert len(capsys.readouterr().err.splitlines()) == 10

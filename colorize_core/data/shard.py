@@ -236,13 +236,9 @@ def run_shard(params: ShardParams, lists_dir: Path, out_dir: Path, report_dir: P
     workers = min(resolve_workers(params.workers), len(todo))
     with progress(total=total, initial=done, desc="shard", unit="img") as bar:
 
-        def report_problems(problems: list[dict]) -> None:
-            for problem in problems:
-                bar.write(f"{problem['status']}: {problem['reason']}")
-
         if workers <= 1:
             for job in todo:
-                report_problems(write_shard(job, params))
+                write_shard(job, params)  # problems: counted at the end, listed in shard_skipped.csv
                 bar.update(len(job.records))
         else:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -253,7 +249,7 @@ def run_shard(params: ShardParams, lists_dir: Path, out_dir: Path, report_dir: P
                 while pending:
                     pending[0].wait(timeout=0.5)
                     for result in [r for r in pending if r.ready()]:
-                        report_problems(result.get())  # re-raises a worker's exception
+                        result.get()  # re-raises a worker's exception
                         pending.remove(result)
                     bar.update(done + counter.value - bar.n)
     return _write_index_and_report(plan, params, out_dir, report_dir)
@@ -301,6 +297,8 @@ def _write_index_and_report(plan: list[ShardJob], params: ShardParams, out_dir: 
             c["written"],
             *(c[problem] for problem in PROBLEMS),
         )
+    if problems:
+        log.info("shard: each skipped or excluded file and its reason: %s", report_dir / "shard_skipped.csv")
     return counts
 
 

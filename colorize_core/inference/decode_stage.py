@@ -104,8 +104,7 @@ def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path)
                         pictures.append(load_picture(item.path, params.decode.max_pixels))
                         chunk.append(item)
                     except ImageError as error:
-                        skipped[item.key] = str(error)
-                        bar.write(f"skipped: {error}")
+                        skipped[item.key] = str(error)  # counted at the end, listed in the manifest
                 for item, colours in zip(chunk, colorizer.colorize_batch(pictures, temperatures)):
                     for T, rgb in zip(temperatures, colours):
                         save_png(rgb, folders[T] / f"{item.key}.png")

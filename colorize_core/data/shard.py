@@ -35,7 +35,7 @@ from colorize_core.data.shard_format import (
     write_tar,
 )
 from colorize_core.images import GRAY_MODES, ImageError, load_rgb8
-from colorize_core.io import atomic_write_csv, atomic_write_json, remove_stale_temporaries
+from colorize_core.io import atomic_write_csv, atomic_write_json, file_sha256, remove_stale_temporaries
 from colorize_core.progress import progress
 from colorize_core.quantize import AbGrid, srgb_lut
 
@@ -179,14 +179,6 @@ def fingerprint(records: list[Record], params: ShardParams) -> str:
         except OSError:
             file_id = "missing"
         digest.update(f"\n{record.path}\t{record.synset}\t{record.class_index}\t{file_id}".encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

@@ -13,7 +13,6 @@ interrupted run resumes, and adding a temperature decodes only that temperature.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ from colorize_core.config import Params
 from colorize_core.data.sample import Record, read_list
 from colorize_core.images import ImageError, load_pixels, open_image
 from colorize_core.inference.colorizer import Colorizer
-from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text, remove_stale_temporaries
+from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text, file_sha256, remove_stale_temporaries
 from colorize_core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -54,14 +53,6 @@ def test_images(lists_dir: Path) -> list[TestImage]:
     return [TestImage(f"{i:06d}", r.path, r.synset, r.class_index) for i, r in enumerate(records)]
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _prepare_folder(folder: Path, fingerprint: str) -> None:
     """Empty a folder written for another checkpoint or test list; keep a matching one."""
     marker = folder / FINGERPRINT
@@ -87,7 +78,7 @@ def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path)
     for name, checkpoint_path in checkpoints.items():
         colorizer = Colorizer.from_checkpoint(checkpoint_path, params.decode.device, params.decode.size)
         fingerprint = "\n".join(
-            [file_digest(checkpoint_path), file_digest(Path(lists_dir) / "test.csv"), f"size {colorizer.size}"]
+            [file_sha256(checkpoint_path), file_sha256(Path(lists_dir) / "test.csv"), f"size {colorizer.size}"]
         )
         for stale in (out_dir / name).glob("T*"):
             if stale.name not in keep_dirs[name]:

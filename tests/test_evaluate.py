@@ -192,3 +192,15 @@ def test_page_opens_in_headless_chromium_and_shows_every_image(adhoc_report, tmp
     broken.write_text(html[:first] + "src='missing.jpg" + html[html.index("'", first + 5) :])
     result = render(broken, tmp_path / "broken.png")
     assert drawn_images(result, tmp_path / "broken.png").count(False) == 1
+
+
+def test_metrics_put_the_headline_first(adhoc_report):
+    """`dvc exp show` lists metrics in file order: the colorized headline figures come first,
+    then the gray input's; no other file is a DVC metric."""
+    metrics = json.loads((adhoc_report / "metrics.json").read_text())
+    first = next(iter(metrics))
+    assert list(metrics[first])[:4] == ["top1", "auc", "auc_rebalanced", "colourfulness_diff"]
+    assert list(metrics)[1] == "grayscale"
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    declared = [next(iter(m)) if isinstance(m, dict) else m for s in stages.values() for m in s.get("metrics", [])]
+    assert declared == ["reports/metrics.json"]

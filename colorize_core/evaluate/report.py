@@ -31,6 +31,8 @@ from colorize_core.evaluate.evaluation import GRAYSCALE, NO_CHECKPOINT, ORIGINAL
 from colorize_core.figures import pyplot, save_figure
 from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text
 
+#: The figures a run is judged by, first in metrics.json (and so in `dvc exp show`).
+HEADLINE_KEYS = ("top1", "auc", "auc_rebalanced", "colourfulness_diff")
 SUMMARY_COLUMNS = {
     "images": "images",
     "top1": "top-1 acc.",
@@ -118,16 +120,20 @@ def _number(value) -> float | None:
 
 
 def headline_metrics(rows: list[dict], info: ReportInfo) -> dict:
-    """The numbers ``dvc metrics show`` compares: each checkpoint at T, the original and the gray input."""
-    metrics: dict = {"T": info.T, "classifier": info.classifier}
-    for checkpoint in info.checkpoints:
-        table = summary_table(rows, checkpoint, info.temperatures)
-        metrics["images"] = int(table.loc[ORIGINAL, "images"])
-        metrics[checkpoint] = {k: _number(table.loc[variant_name(info.T), k]) for k in SUMMARY_COLUMNS if k != "images"}
-        metrics["original"] = {k: _number(table.loc[ORIGINAL, k]) for k in ("top1", "top5", "true_confidence", "colourfulness")}
-        metrics["grayscale"] = {
-            k: _number(table.loc[GRAYSCALE, k]) for k in ("top1", "top5", "true_confidence", "auc", "psnr")
-        }
+    """The numbers ``dvc metrics show`` compares: each checkpoint at T, the gray input and the
+    original. The four headline figures come first, so that ``dvc exp show`` shows them first."""
+    metrics: dict = {}
+    tables = {checkpoint: summary_table(rows, checkpoint, info.temperatures) for checkpoint in info.checkpoints}
+    for index, (checkpoint, table) in enumerate(tables.items()):
+        keys = [*HEADLINE_KEYS, *(k for k in SUMMARY_COLUMNS if k not in HEADLINE_KEYS and k != "images")]
+        metrics[checkpoint] = {k: _number(table.loc[variant_name(info.T), k]) for k in keys}
+        if index == 0:
+            metrics["grayscale"] = {
+                k: _number(table.loc[GRAYSCALE, k]) for k in ("top1", "auc", "auc_rebalanced", "top5", "true_confidence", "psnr")
+            }
+    first = next(iter(tables.values()))
+    metrics["original"] = {k: _number(first.loc[ORIGINAL, k]) for k in ("top1", "top5", "true_confidence", "colourfulness")}
+    metrics.update(T=info.T, classifier=info.classifier, images=int(first.loc[ORIGINAL, "images"]))
     frame = pd.DataFrame(rows)
     metrics["labelled_images"] = int(frame.loc[frame["true_class"] >= 0, "image"].nunique())
     return metrics

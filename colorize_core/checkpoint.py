@@ -123,8 +123,8 @@ def safe_torch_load(path: str | Path):
             "could run code; it was not written by this project's train stage or `colorize export`. Use one "
             "that was (re-export a checkpoint you trust with `colorize export`); never load this file unsafely"
         ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+    except Exception as error:  # any failure to parse untrusted bytes (garbage gives KeyError, EOFError, ...)
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

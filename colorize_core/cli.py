@@ -184,7 +184,7 @@ def train(
     """
     from colorize_core.train.trainer import run_train
 
-    mode = {None: "auto", True: "require", False: "never"}[resume]
+    mode = {None: "auto" if params.train.resume else "never", True: "require", False: "never"}[resume]
     run_train(params.train, shards, bins, models, train_log, figure, resume=mode)
 
 

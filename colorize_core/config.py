@@ -177,6 +177,7 @@ class TrainParams:
     trainable_encoder_stages: int = 0  # ... and the encoder's last N of 7 stages (low resolution: cheap)
     encoder_lr_factor: float = 0.1  # the encoder's learning rate is lr times this (its weights are pretrained)
     flip: bool = False  # mirror a random half of the training images (augmentation)
+    resume: bool = True  # continue a state saved with the same settings; false: always start afresh
 
     def validate(self, key: str) -> None:
         _require(self.arch in ARCHITECTURES, f"{key}.arch", f"must be one of {', '.join(ARCHITECTURES)}", self.arch)

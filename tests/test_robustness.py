@@ -314,3 +314,9 @@ def test_configuration_errors_name_the_parameter(tmp_path, edit, key):
 def test_garbage_on_stdin_is_one_line_on_the_command_line(checkpoint):
     result = CliRunner().invoke(main, ["photo", "-", "--checkpoint", str(checkpoint)], input=b"\xff" * (3 << 20))
     assert_one_line(result, 1, "<stdin>: not a readable image")
+
+
+def test_a_checkpoint_of_garbage_is_one_line(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"half a file")
+    result = run("photo", photo_file(tmp_path / "in"), "--checkpoint", tmp_path / "junk.pt")
+    assert_one_line(result, 1, "junk.pt: not a readable checkpoint")

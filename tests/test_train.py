@@ -252,3 +252,32 @@ def test_frozen_pretrained_encoder_trains_the_decoder_only(tiny_data, tmp_path):
 def test_freeze_encoder_needs_a_pretrained_architecture():
     with pytest.raises(ValueError, match=r"train\.freeze_encoder needs a pretrained encoder"):
         TrainParams(arch="eccv16", freeze_encoder=True).validate("train")
+
+
+def test_a_corrupt_resume_state_never_blocks_training(tiny_data, tmp_path, caplog):
+    state = tmp_path / "models" / "resume" / "state.pt"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"half a file")
+    with pytest.raises(ValueError, match=r"state.pt: unreadable resume state .*--no-resume"):
+        train(tiny_data, tmp_path, resume="require")
+    with caplog.at_level("WARNING"):
+        result = train(tiny_data, tmp_path)  # auto: one line, then a fresh run
+    assert "is unreadable" in caplog.text and "starting afresh" in caplog.text
+    assert result.epoch == TINY.epochs and load_checkpoint(state.parent.parent / "last.pt").epoch == TINY.epochs
+
+
+def test_train_resume_false_starts_afresh(tiny_data, tmp_path, caplog):
+    from click.testing import CliRunner
+
+    from colorize_core.cli import main
+
+    caplog.set_level("INFO")
+    params = write_params(tmp_path / "params.yaml", TINY)
+    for _ in range(2):
+        assert CliRunner().invoke(main, ["train", *train_command(tiny_data, tmp_path, params)]).exit_code == 0
+    assert "resuming after epoch 3 of 3" in caplog.text
+    caplog.clear()
+    params = write_params(tmp_path / "params.yaml", TrainParams(**{**to_dict(TINY), "resume": False}))
+    result = CliRunner().invoke(main, ["train", *train_command(tiny_data, tmp_path, params)])
+    assert result.exit_code == 0, result.output
+    assert "starting afresh (train.resume: false" in caplog.text and "resuming" not in caplog.text

@@ -23,7 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from colorize_core.bins import Bins
-from colorize_core.checkpoint import Checkpoint, safe_torch_load
+from colorize_core.checkpoint import Checkpoint, CheckpointError, safe_torch_load
 from colorize_core.config import TrainParams, to_dict
 from colorize_core.data.shard_format import read_index, shard_urls
 from colorize_core.figures import pyplot, save_figure
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 #: goes to the console).
 LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_ce", "val_accuracy")
 #: Parameters that do not change the weights a run ends with; a resumed run may differ in them.
-_NOT_IN_FINGERPRINT = ("epochs", "loader_workers", "device", "precision", "threads", "compile")
+_NOT_IN_FINGERPRINT = ("epochs", "loader_workers", "device", "precision", "threads", "compile", "resume")
 
 
 @dataclass
@@ -67,6 +67,18 @@ class TrainState:
     @classmethod
     def load(cls, path: Path) -> "TrainState":
         return cls(**safe_torch_load(path))
+
+
+def load_resume_state(path: Path, resume: str) -> TrainState | None:
+    """The saved state, or None (with one line) when it is unreadable and ``resume`` is "auto"."""
+    try:
+        return TrainState.load(path)
+    except (CheckpointError, TypeError) as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        if resume == "require":
+            raise ValueError(f"{path}: unreadable resume state ({reason}); delete it, or train afresh with --no-resume") from None
+        log.warning("train: %s is unreadable (%s); starting afresh (it is replaced after the first epoch)", path, reason)
+        return None
 
 
 def run_fingerprint(params: TrainParams, bins_path: Path, shards_dir: Path) -> str:
@@ -290,8 +302,8 @@ def run_train(
         state_path = models_dir / "resume" / "state.pt"
         fingerprint = run_fingerprint(params, bins_path, shards_dir)
         state = TrainState(fingerprint)
-        if resume != "never" and state_path.is_file():
-            saved = TrainState.load(state_path)
+        saved = load_resume_state(state_path, resume) if resume != "never" and state_path.is_file() else None
+        if saved is not None:
             if saved.fingerprint == fingerprint:
                 state = saved
                 trainer.restore(state)
@@ -300,6 +312,8 @@ def run_train(
                 raise ValueError(f"{state_path}: saved with other settings or data; cannot resume")
         elif resume == "require":
             raise ValueError(f"{state_path}: no saved training state to resume from")
+        elif resume == "never":
+            log.info("train: starting afresh (train.resume: false or --no-resume)")
         log.info(
             "train: %s width %g, %d classes, %d training images of %d×%d on %s%s",
             params.arch,

@@ -72,14 +72,9 @@ class Checkpoint:
     def problem(self) -> str:
         """What makes this checkpoint unusable ("" when nothing): sizes out of range, or weights that
         do not fit its architecture (checked on PyTorch's meta device: no memory, no arithmetic)."""
-        if not NETWORK_SIZE.low <= self.train_size <= NETWORK_SIZE.high:
-            return (
-                f"train_size {self.train_size} is not {NETWORK_SIZE.what} in [{NETWORK_SIZE.low}, {NETWORK_SIZE.high}]"
-            )
-        if self.view_size is not None and not NETWORK_SIZE.low <= self.view_size <= NETWORK_SIZE.high:
-            return f"view_size {self.view_size} is not {NETWORK_SIZE.what} in [{NETWORK_SIZE.low}, {NETWORK_SIZE.high}]"
-        if self.default_T is not None and not TEMPERATURE.low <= self.default_T <= TEMPERATURE.high:
-            return f"default_T {self.default_T} is not {TEMPERATURE.what} in [{TEMPERATURE.low}, {TEMPERATURE.high}]"
+        for name, limit in (("train_size", NETWORK_SIZE), ("view_size", NETWORK_SIZE), ("default_T", TEMPERATURE)):
+            if limit.problem(getattr(self, name)):
+                return f"{name} {limit.problem(getattr(self, name))}"
         if self.config.num_classes != self.bins.num_classes:
             return f"the network predicts {self.config.num_classes} bins but the file holds {self.bins.num_classes}"
         try:

@@ -16,7 +16,6 @@ from colorize_core.config import (
     MAX_PIXELS,
     NETWORK_SIZE,
     TEMPERATURE,
-    ConfigError,
     Limit,
     Params,
     load_params,
@@ -62,22 +61,19 @@ def within(limit: Limit):
     """A click callback that checks an option against its bounds in :mod:`colorize_core.config`."""
 
     def check(ctx: click.Context, param: click.Parameter, value):
-        try:
-            limit.check(value, f"--{param.name.replace('_', '-')}")
-        except ConfigError as error:
-            raise click.BadParameter(str(error).split(" ", 1)[1]) from None
+        if limit.problem(value):
+            raise click.BadParameter(limit.problem(value))
         return value
 
     return check
 
 
 def suffix_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from colorize_core.inference.photo import check_suffix
+    from colorize_core.inference.photo import suffix_problem
 
-    try:
-        return check_suffix(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error).split(": ", 1)[1]) from None
+    if suffix_problem(value):
+        raise click.BadParameter(suffix_problem(value))
+    return value
 
 
 #: The order of ``colorize --help``: what most users want first, then the stages in pipeline order.
@@ -199,10 +195,8 @@ def parse_temperatures(value: str | None, option: str = "--temperature") -> list
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers", param_hint=option) from None
     for temperature in temperatures:
-        try:
-            TEMPERATURE.check(temperature, option)
-        except ConfigError as error:
-            raise click.BadParameter(str(error).split(" ", 1)[1], param_hint=option) from None
+        if TEMPERATURE.problem(temperature):
+            raise click.BadParameter(TEMPERATURE.problem(temperature), param_hint=option)
     return temperatures
 
 

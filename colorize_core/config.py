@@ -41,9 +41,16 @@ class Limit:
     high: float
     what: str  # "a short side in pixels"
 
+    def problem(self, value: Optional[float]) -> str:
+        """Why ``value`` is out of range ("" when it is None or within [low, high]; NaN is not)."""
+        if value is None or self.low <= value <= self.high:
+            return ""
+        return f"must be {self.what} in [{self.low:,}, {self.high:,}], got {value!r}"
+
     def check(self, value: Optional[float], key: str) -> None:
-        """ConfigError naming ``key`` unless ``value`` is None or within [low, high] (NaN is not)."""
-        _require(value is None or self.low <= value <= self.high, key, f"must be {self.what} in [{self.low:,}, {self.high:,}]", value)
+        """ConfigError naming ``key`` when :meth:`problem` finds one."""
+        if self.problem(value):
+            raise ConfigError(f"{key} {self.problem(value)}")
 
 
 #: The one home of the bounds of numeric settings (params.yaml and the `colorize` options).

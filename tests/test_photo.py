@@ -133,7 +133,7 @@ def test_no_partial_file_after_an_interrupted_run(tmp_path, checkpoint):
         Image.fromarray(colourful_rgb(300, 400, seed=i)).save(folder / f"p{i:02d}.png")
     argv = ["photo", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    process = run_until("colorize_core.inference.photo:write_atomically", 2, argv, tmp_path / "event", env=env)
+    process = run_until("colorize_core.inference.photo:atomic_write_bytes", 2, argv, tmp_path / "event", env=env)
     process.send_signal(signal.SIGKILL)  # while the third photo is being colorized
     process.wait()
     done = sorted((tmp_path / "out").glob("*.png"))

@@ -81,7 +81,7 @@ def test_weights_of_another_width_are_one_line(tmp_path, checkpoint):
 @pytest.mark.parametrize("value", [0, -64, 100_000])
 def test_a_bad_train_size_names_the_file(tmp_path, checkpoint, value):
     bad = edited_checkpoint(checkpoint, tmp_path / "size.pt", lambda data: data.update(train_size=value))
-    with pytest.raises(CheckpointError, match=f"size.pt: train_size {value} is not"):
+    with pytest.raises(CheckpointError, match=f"size.pt: train_size must be a short side in pixels .*, got {value}"):
         load_checkpoint(bad)
 
 
@@ -118,14 +118,14 @@ def test_a_failed_write_skips_that_photo_and_the_run_goes_on(tmp_path, checkpoin
     folder = tmp_path / "in"
     for i in range(3):
         photo_file(folder, f"p{i}.png", seed=i)
-    real = photo_module.write_atomically
+    real = photo_module.atomic_write_bytes
 
-    def disk_full_for_p1(data, path):
+    def disk_full_for_p1(path, data):
         if path.name.startswith("p1"):
             raise OSError(28, "No space left on device", str(path))
-        real(data, path)
+        real(path, data)
 
-    monkeypatch.setattr(photo_module, "write_atomically", disk_full_for_p1)
+    monkeypatch.setattr(photo_module, "atomic_write_bytes", disk_full_for_p1)
     result = run("photo", folder, "--checkpoint", checkpoint)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "No space left on device" in result.output and "colorized 2 image(s)" in result.output

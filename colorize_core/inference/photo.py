@@ -10,7 +10,6 @@ and the others go on.
 
 from __future__ import annotations
 
-import glob
 import io
 import logging
 import os
@@ -26,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from colorize_core.constants import DEFAULT_MAX_PIXELS
 from colorize_core.images import ImageError, is_image_path, load_pixels, open_image
 from colorize_core.inference.colorizer import Colorizer
-from colorize_core.io import atomic_output, remove_stale_temporaries, safe_join
+from colorize_core.io import atomic_write_bytes, remove_stale_temporaries, safe_join
 from colorize_core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -110,9 +109,14 @@ def find_inputs(inputs: list[Path], recursive: bool, summary: Summary) -> list[t
     return found
 
 
+def named_as_output(source: Path, suffix: str) -> bool:
+    """Whether a file's name is that of an output: ``<stem><suffix>[_T<t>][_sheet]``."""
+    return bool(suffix) and re.search(re.escape(suffix) + r"(_T[0-9.e+-]+)?(_sheet)?$", source.stem) is not None
+
+
 def is_own_output(image: Image.Image, source: Path, suffix: str) -> bool:
     """Whether an opened input is an output of this command: by its marker (header only), else by
-    its name (``<stem><suffix>[_T<t>][_sheet]``) for formats without metadata."""
+    its name, for formats without metadata."""
     if image.info.get("Software") == OUTPUT_MARKER:  # PNG text chunk
         return True
     if image.info.get("exif"):  # raw EXIF from the header (getexif() would decode a PNG's pixels)
@@ -122,23 +126,14 @@ def is_own_output(image: Image.Image, source: Path, suffix: str) -> bool:
             return True
     if getattr(image, "tag_v2", {}).get(EXIF_SOFTWARE) == OUTPUT_MARKER:  # TIFF
         return True
-    return bool(suffix) and re.search(re.escape(suffix) + r"(_T[0-9.e+-]+)?(_sheet)?$", source.stem) is not None
+    return named_as_output(source, suffix)
 
 
-def is_own_output_file(source: Path, suffix: str) -> bool:
-    """:func:`is_own_output` of a file (its header only); False when it cannot be read."""
-    try:
-        with open_image(source, max_pixels=1 << 62) as image:
-            return is_own_output(image, source, suffix)
-    except ImageError:
-        return False
-
-
-def check_suffix(suffix: str) -> str:
-    """The ``--suffix`` of output names: it may not leave the folder."""
+def suffix_problem(suffix: str) -> str:
+    """Why a ``--suffix`` of output names is refused ("" when it is fine): it may not leave the folder."""
     if any(sep and sep in suffix for sep in (os.sep, os.altsep)) or suffix in (".", ".."):
-        raise ValueError(f"--suffix {suffix!r}: may not contain a path separator")
-    return suffix
+        return "may not contain a path separator"
+    return ""
 
 
 def output_extension(source_format: str | None, choice: str) -> tuple[str, str]:
@@ -162,7 +157,9 @@ def plan_job(source: Path, base: Path, options: PhotoOptions, extension: str) ->
         relative = source.parent.resolve().relative_to(base.resolve()) if source.parent != base else Path()
         folder = safe_join(options.out_dir, relative)
     many = len(options.temperatures) > 1
-    stem = source.stem + check_suffix(options.suffix)
+    if suffix_problem(options.suffix):
+        raise ValueError(f"--suffix {options.suffix!r}: {suffix_problem(options.suffix)}")
+    stem = source.stem + options.suffix
     outputs = [folder / f"{stem}{temperature_tag(T) if many else ''}{extension}" for T in options.temperatures]
     sheet = folder / f"{stem}_sheet{extension}" if options.sheet else None
     return Job(source, outputs, sheet)
@@ -213,13 +210,6 @@ def encode(image: Image.Image, pil_format: str, metadata: dict) -> bytes:
     return buffer.getvalue()
 
 
-def write_atomically(data: bytes, path: Path) -> None:
-    if path.parent.is_dir():
-        remove_stale_temporaries(path.parent, f".{glob.escape(path.name)}.*.tmp")  # left by a killed run
-    with atomic_output(path, "wb") as f:
-        f.write(data)
-
-
 def metadata_of(picture: Image.Image) -> dict:
     """EXIF (orientation already applied to the pixels) and ICC profile to copy into outputs."""
     return {"exif": picture.info.get("exif"), "icc_profile": picture.info.get("icc_profile")}
@@ -238,14 +228,18 @@ def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptio
     if options.out_dir is not None:
         options.out_dir.mkdir(parents=True, exist_ok=True)
     found = find_inputs(inputs, options.recursive, summary)
-    own = {source for source, _ in found if is_own_output_file(source, options.suffix)}
-    inputs_resolved = {source.resolve() for source, _ in found if source not in own}
+    # outputs may not land on an input (an earlier run's outputs, by their names, may be replaced)
+    inputs_resolved = {source.resolve() for source, _ in found if not named_as_output(source, options.suffix)}
     planned: dict[Path, Path] = {}  # output -> the input it comes from, in this run
     pending: list[tuple[Job, Image.Image, str, dict]] = []
+    cleaned: set[Path] = set()  # output folders rid of a killed run's temporary files
 
     def write(job: Job, data: bytes, path: Path) -> bool:
         try:
-            write_atomically(data, path)
+            if path.parent not in cleaned and path.parent.is_dir():
+                remove_stale_temporaries(path.parent)
+                cleaned.add(path.parent)
+            atomic_write_bytes(path, data)
             return True
         except OSError as error:
             summary.skipped.append((str(job.source), f"cannot write {path} ({error.strerror or error})"))
@@ -267,10 +261,10 @@ def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptio
     with progress(found, desc="colorize", unit="img", disable=len(found) < 2) as bar:
         for source, base in bar:
             try:
-                if source in own:
-                    summary.own.append(source)
-                    continue
                 with open_image(source, options.max_pixels) as image:
+                    if is_own_output(image, source, options.suffix):
+                        summary.own.append(source)
+                        continue
                     pil_format, extension = output_extension(image.format, options.format)
                     job = plan_job(source, base, options, extension)
                     targets = [*job.outputs, *([job.sheet] if job.sheet else [])]

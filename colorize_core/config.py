@@ -58,6 +58,7 @@ NETWORK_SIZE = Limit(16, 4096, "a short side in pixels")  # the network's view o
 BATCH_SIZE = Limit(1, 1024, "a number of images")
 MAX_PIXELS = Limit(1, 1_000_000_000, "a pixel count")  # images claiming more are refused unread
 TEMPERATURE = Limit(0, 100, "a temperature (0 = the mode, 1 = the mean)")
+SMOOTHING = Limit(0, 60, "a time constant in seconds (0 = every frame on its own)")  # colorize video --smooth
 
 
 @dataclass

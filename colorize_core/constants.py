@@ -51,6 +51,20 @@ SOFT_ENCODING_SIGMA = 5.0
 #: Images whose chroma |ab| never exceeds this are grayscale (Zhang's training mask).
 GRAYSCALE_MAX_CHROMA = 5.0
 
+# --- video ---------------------------------------------------------------------------
+#: Time constant in seconds of the average of log-probabilities over frames (``colorize video
+#: --smooth``); 0 decodes every frame on its own.
+DEFAULT_SMOOTHING_SECONDS = 0.5
+#: A scene cut restarts the average: the histograms of L (this many bins over [0, 100]) of two
+#: consecutive frames differ by more than this total-variation distance (0: equal, 1: disjoint).
+SCENE_CUT_BINS = 32
+SCENE_CUT_DISTANCE = 0.3
+#: libx264's constant rate factor for the output (18: visually lossless; lower is larger).
+VIDEO_CRF = 18
+#: An input whose last decoded frame ends this many seconds before its stated duration is reported
+#: as cut short (truncated or damaged).
+VIDEO_END_TOLERANCE_SECONDS = 0.5
+
 # --- safety ----------------------------------------------------------------------------
 #: Images whose header claims more pixels than this are refused before decoding.
 DEFAULT_MAX_PIXELS = 200_000_000

@@ -31,7 +31,10 @@ class LineProgress:
             return
         seconds = time.monotonic() - self.start
         done = f"{self.n}/{self.total} {self.unit} ({100 * self.n // self.total}%)" if self.total else f"{self.n} {self.unit}"
-        rate = f", {(self.n - self.initial) / seconds:.1f} {self.unit}/s" if seconds >= 1 else ""
+        speed = (self.n - self.initial) / seconds if seconds >= 1 else 0.0
+        rate = f", {speed:.1f} {self.unit}/s" if speed else ""
+        if speed and self.total and self.n < self.total:
+            rate += f", about {(self.total - self.n) / speed:.0f} s left"
         extra = f", {self.postfix}" if self.postfix else ""
         print(f"{self.desc}: {done} in {seconds:.0f} s{rate}{extra}", file=sys.stderr, flush=True)
         self.last_line = time.monotonic()

@@ -16,7 +16,7 @@ and ``colorize photo`` use this same code path.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from colorize_core.images import gray_array, is_gray_mode, to_rgb8
 from colorize_core.inference.annealed_mean import STRIP_PIXELS, ab_from_log_probs, compose_many
 
 ImageLike = Image.Image | np.ndarray
+#: (b, Q, h, w) log-probabilities and the (b, H, W) network L they come from -> (b, Q, h, w).
+LogProbsFilter = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
 
 #: The model that ships inside the package (see resources/MODEL_CARD.md).
 BUNDLED_CHECKPOINT = Path(__file__).parents[1] / "resources" / "colorizer.pt"
@@ -124,8 +126,21 @@ class Colorizer:
         """Annealed-mean ab for each temperature from one set of log-probabilities, each (B, h, w, 2)."""
         return [ab_from_log_probs(log_probs, self.centres, T).numpy() for T in temperatures]
 
-    def colorize_batch(self, images: Sequence[ImageLike], temperatures: Sequence[float]) -> list[list[np.ndarray]]:
+    def colorize_batch(
+        self,
+        images: Sequence[ImageLike],
+        temperatures: Sequence[float],
+        log_probs_filter: LogProbsFilter | None = None,
+    ) -> list[list[np.ndarray]]:
         """Colorize several images in one network batch.
+
+        Parameters
+        ----------
+        images : the images, any sizes (one network batch per padded network shape)
+        temperatures : annealed-mean temperatures, one output per image and temperature
+        log_probs_filter : applied to each network batch's log-probabilities before the annealed
+            mean, ``(b, Q, H'/4, W'/4) log-probs, (b, H', W') network L -> (b, Q, H'/4, W'/4)``,
+            once per padded shape, the images in their order (``colorize video``'s average over time)
 
         Returns
         -------
@@ -138,7 +153,10 @@ class Colorizer:
         for i, (padded, _) in enumerate(views):
             by_shape.setdefault(padded.shape, []).append(i)
         for indices in by_shape.values():  # one network batch per padded shape
-            log_probs = self.log_probs(np.stack([views[i][0] for i in indices]))  # (b, Q, H'/4, W'/4)
+            lightness = np.stack([views[i][0] for i in indices])  # (b, H', W')
+            log_probs = self.log_probs(lightness)  # (b, Q, H'/4, W'/4)
+            if log_probs_filter is not None:
+                log_probs = log_probs_filter(log_probs, lightness)
             for T_grid in self.ab_grids(log_probs, temperatures):  # (b, H'/4, W'/4, 2)
                 for k, i in enumerate(indices):
                     h, w = views[i][1]

@@ -382,7 +382,7 @@ def photo(
 
 
 @main.command()
-@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Output film: .mp4 (H.264), .mov or .mkv. Default: SOURCE's name + _color.mp4, beside it.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A trained checkpoint (models/best.pt). Default: the model bundled with the package.")
 @click.option("-t", "--temperature", "--T", "T", type=float, default=None, callback=within(TEMPERATURE), help="Temperature (0 = the mode, 1 = the mean). Default: the model's own (0.7 for the bundled one), else 0.38.")

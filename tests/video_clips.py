@@ -82,18 +82,29 @@ def sine_tone(seconds: float) -> np.ndarray:
     return (np.sin(2 * np.pi * TONE_HZ * t) * 12000).astype(np.int16)[None]
 
 
+#: The subtitle that ``write_film(..., subtitle=True)`` shows for its first second.
+SUBTITLE = b"A film in colour"
+
+
 def write_film(path: Path, frames: Iterable[np.ndarray], fps: int = 12, audio: str | None = "aac",
-               gray: bool = False, aspect: Fraction | None = None, crf: int = 18) -> Path:
-    """Write frames (H, W, 3) uint8 as H.264 yuv420p at ``fps``, with a sine tone of the same
-    length in ``audio`` (aac, pcm_s16le, or None), into a container chosen by the file's extension."""
+               gray: bool = False, aspect: Fraction | None = None, crf: int = 18, subtitle: bool = False) -> Path:
+    """Write frames (H, W, 3) uint8 as H.264 (4:2:0; 4:4:4 for odd sizes) at ``fps``, with a sine tone of the same
+    length in ``audio`` (aac, pcm_s16le, or None) and an SRT subtitle (``subtitle``; Matroska),
+    into a container chosen by the file's extension."""
     frames = [np.asarray(f.mean(-1, keepdims=True).round().repeat(3, -1), np.uint8) if gray else f for f in frames]
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv420p" if width % 2 == height % 2 == 0 else "yuv444p"  # libx264: 4:2:0 needs even sides
         if aspect:
             video.codec_context.sample_aspect_ratio = aspect
         sound = container.add_stream(audio, rate=SAMPLE_RATE, layout="mono") if audio else None
+        if subtitle:
+            text = av.Packet(SUBTITLE)
+            text.stream = container.add_mux_stream("subrip")
+            text.pts, text.dts, text.duration, text.time_base = 0, 0, 1000, Fraction(1, 1000)
+            container.mux(text)
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts = i
@@ -126,3 +137,8 @@ def read_audio(path: Path) -> np.ndarray:
 def audio_packets(path: Path) -> list[bytes]:
     with av.open(str(path)) as container:
         return [bytes(packet) for packet in container.demux(audio=0) if packet.size]
+
+
+def subtitle_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(packet) for packet in container.demux(subtitles=0) if packet.size]

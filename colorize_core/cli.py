@@ -440,7 +440,7 @@ def video(
     )
     summary = colorize_video(source, out, colorizer, options)
     click.echo(summary.report(), err=True)
-    if summary.stopped:
+    if summary.damaged:
         sys.exit(1)
 
 

@@ -97,7 +97,9 @@ def test_frame_count_size_rate_timing_and_pixel_aspect_are_kept(films, tmp_path)
 def test_the_sound_is_copied_unchanged(films, tmp_path, name):
     code, output = colorize(films / name, "--out", tmp_path / "out.mp4")
     assert code == 0, output
-    assert audio_packets(tmp_path / "out.mp4") == audio_packets(films / name)  # remuxed, not re-encoded
+    copied, original = audio_packets(tmp_path / "out.mp4"), audio_packets(films / name)
+    assert [data for _, data in copied] == [data for _, data in original]  # remuxed, not re-encoded ...
+    np.testing.assert_allclose([t for t, _ in copied], [t for t, _ in original], atol=1e-3)  # ... at its times
     samples = read_audio(films / name)
     assert samples.shape[1] >= 2 * 16000  # the whole two seconds ...
     np.testing.assert_array_equal(read_audio(tmp_path / "out.mp4"), samples)  # ... sample for sample

@@ -134,9 +134,10 @@ def read_audio(path: Path) -> np.ndarray:
         return np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1)
 
 
-def audio_packets(path: Path) -> list[bytes]:
+def audio_packets(path: Path) -> list[tuple[float, bytes]]:
+    """(presentation time in seconds, bytes) of every packet of the first audio stream."""
     with av.open(str(path)) as container:
-        return [bytes(packet) for packet in container.demux(audio=0) if packet.size]
+        return [(float(packet.pts * packet.time_base), bytes(packet)) for packet in container.demux(audio=0) if packet.size]
 
 
 def subtitle_packets(path: Path) -> list[bytes]:

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Output containers by the output's extension (FFmpeg's muxer names).
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
-#: FFmpeg demuxers that read still images or text, not films: refused.
-STILL_DEMUXERS = ("image2", "tty", "gif_pipe")
+#: FFmpeg demuxers that read still images or text, not films: refused (so is every ``*_pipe``
+#: demuxer, FFmpeg's readers of one image file: ``png_pipe``, ``jpeg_pipe``, ...).
+STILL_DEMUXERS = ("image2", "tty")
 #: Encoders: (codec, pixel format when both sides are even, pixel format otherwise, options).
 ENCODERS = {
     "h264": ("libx264", "yuv420p", "yuv444p", {"crf": str(VIDEO_CRF)}),
@@ -73,6 +74,11 @@ class VideoSummary:
     cuts: int = 0  # scene cuts that restarted the average
     stopped: str = ""  # why the input ended early ("" when it was read to its end)
     undecodable: int = 0  # packets of the video stream that failed to decode
+
+    @property
+    def damaged(self) -> bool:
+        """Whether the input could not be read whole."""
+        return bool(self.stopped or self.undecodable)
 
     def report(self) -> str:
         rate = f" ({self.frames / self.seconds:.1f} frames/s)" if self.seconds > 0 else ""
@@ -116,7 +122,7 @@ def open_video(source: Path) -> av.container.InputContainer:
     except av.FFmpegError as error:
         raise VideoError(f"{source}: not a video that FFmpeg can read ({error.strerror or error})") from None
     name = container.format.name
-    if name in STILL_DEMUXERS or name.endswith("_pipe") and name != "gif_pipe":
+    if name in STILL_DEMUXERS or name.endswith("_pipe"):
         container.close()
         kind = "text" if name == "tty" else f"a still image ({name})"
         raise VideoError(f"{source}: {kind}, not a video; `colorize photo` colorizes images")

@@ -297,6 +297,19 @@ def test_numeric_options_are_bounded(films, tmp_path, option, value):
     assert code == 2 and "must be" in output
 
 
+@pytest.mark.parametrize(
+    "name, codec, pix_fmt",
+    [("mpeg4.avi", "mpeg4", "yuv420p"), ("mjpeg.avi", "mjpeg", "yuvj420p"), ("mpeg2.ts", "mpeg2video", "yuv420p"),
+     ("vp9.webm", "libvpx-vp9", "yuv420p"), ("animation.gif", "gif", "rgb8")],
+)
+def test_other_containers_and_codecs_are_read(tmp_path, name, codec, pix_fmt):
+    write_film(tmp_path / name, film_frames(64, 48)[:6], FPS, audio=None, codec=codec, pix_fmt=pix_fmt)
+    code, output = colorize(tmp_path / name, "--out", tmp_path / "out.mp4")
+    assert code == 0, output
+    frames = read_frames(tmp_path / "out.mp4")
+    assert len(frames) == 6 and frames[0].shape == (48, 64, 3)
+
+
 def test_odd_sizes_are_kept(tmp_path):
     write_film(tmp_path / "odd.mkv", [rgb[:47, :63] for rgb in film_frames(64, 48)[:4]], FPS, audio=None)
     assert colorize(tmp_path / "odd.mkv", "--out", tmp_path / "out.mp4")[0] == 0

@@ -87,16 +87,17 @@ SUBTITLE = b"A film in colour"
 
 
 def write_film(path: Path, frames: Iterable[np.ndarray], fps: int = 12, audio: str | None = "aac",
-               gray: bool = False, aspect: Fraction | None = None, crf: int = 18, subtitle: bool = False) -> Path:
-    """Write frames (H, W, 3) uint8 as H.264 (4:2:0; 4:4:4 for odd sizes) at ``fps``, with a sine tone of the same
-    length in ``audio`` (aac, pcm_s16le, or None) and an SRT subtitle (``subtitle``; Matroska),
-    into a container chosen by the file's extension."""
+               gray: bool = False, aspect: Fraction | None = None, crf: int = 18, subtitle: bool = False,
+               codec: str = "libx264", pix_fmt: str | None = None) -> Path:
+    """Write frames (H, W, 3) uint8 as H.264 (4:2:0; 4:4:4 for odd sizes; or ``codec`` in
+    ``pix_fmt``) at ``fps``, with a sine tone of the same length in ``audio`` (aac, pcm_s16le, or
+    None) and an SRT subtitle (``subtitle``; Matroska), into a container chosen by the file's extension."""
     frames = [np.asarray(f.mean(-1, keepdims=True).round().repeat(3, -1), np.uint8) if gray else f for f in frames]
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        video = container.add_stream(codec, rate=fps, options={"crf": str(crf)} if codec == "libx264" else {})
         video.width, video.height = width, height
-        video.pix_fmt = "yuv420p" if width % 2 == height % 2 == 0 else "yuv444p"  # libx264: 4:2:0 needs even sides
+        video.pix_fmt = pix_fmt or ("yuv420p" if width % 2 == height % 2 == 0 else "yuv444p")  # 4:2:0 needs even sides
         if aspect:
             video.codec_context.sample_aspect_ratio = aspect
         sound = container.add_stream(audio, rate=SAMPLE_RATE, layout="mono") if audio else None

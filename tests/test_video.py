@@ -129,6 +129,16 @@ def test_every_frame_keeps_the_inputs_lightness_and_gains_colour(films, tmp_path
         assert np.hypot(*np.moveaxis(ab(exact), -1, 0)).mean() > 5  # colour, not a gray copy
 
 
+def test_a_black_and_white_film_comes_out_in_colour_with_its_lightness(tmp_path):
+    write_film(tmp_path / "gray.mkv", film_frames()[:6], FPS, audio=None, gray=True)
+    source = read_frames(tmp_path / "gray.mkv")
+    assert max(np.abs(ab(rgb)).max() for rgb in source) < 1  # gray indeed
+    assert colorize(tmp_path / "gray.mkv", "--out", tmp_path / "out.mkv", "--lossless")[0] == 0
+    for before, after in zip(source, read_frames(tmp_path / "out.mkv"), strict=True):
+        assert np.abs(lightness(after) - lightness(before)).max() < 0.6
+        assert np.hypot(*np.moveaxis(ab(after), -1, 0)).mean() > 5
+
+
 def test_smooth_0_is_colorize_photo_on_the_extracted_frames(films, tmp_path):
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
@@ -167,6 +177,15 @@ def test_a_cut_restarts_the_average(films, tmp_path):
     np.testing.assert_array_equal(smooth[0], alone[0])
     np.testing.assert_array_equal(smooth[CUT], alone[CUT])
     assert not np.array_equal(smooth[CUT - 1], alone[CUT - 1])
+
+
+def test_batches_of_frames_give_the_frames_of_one_at_a_time(films, tmp_path):
+    """The average runs on across batch boundaries (5 does not divide the 24 frames)."""
+    for size in ("1", "5"):
+        assert colorize(films / "film.mkv", "--out", tmp_path / f"b{size}.mkv", "--lossless", "--batch-size", size)[0] == 0
+    one, five = read_frames(tmp_path / "b1.mkv"), read_frames(tmp_path / "b5.mkv")
+    assert len(one) == len(five) == 3 * SHOT
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(one, five)) <= 1  # batched arithmetic may round apart
 
 
 def test_the_average_is_the_exponential_moving_average_by_hand():

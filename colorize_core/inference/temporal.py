@@ -61,7 +61,7 @@ class TemporalAverage:
     """
 
     def __init__(self, time_constant: float, cut_distance: float = SCENE_CUT_DISTANCE):
-        if time_constant < 0:
+        if not time_constant >= 0:  # NaN too
             raise ValueError(f"time constant must be >= 0 seconds, got {time_constant}")
         self.time_constant = time_constant
         self.cut_distance = cut_distance

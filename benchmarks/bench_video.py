@@ -110,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=6, help="photos in the flicker film (3 one-second shots each)")
     parser.add_argument("--frames", type=int, default=48, help="frames of the 640×480 speed film")
-    parser.add_argument("--grain", type=float, default=6.0, help="σ of the film grain in levels (exposure flicker ± half)")
+    parser.add_argument("--grain", type=float, default=6.0, help="σ of the grain in levels (exposure flicker ± half)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-video-"))
     m: dict = {"load_average_1min_at_start": round(os.getloadavg()[0], 2)}

@@ -182,7 +182,8 @@ def test_a_cut_restarts_the_average(films, tmp_path):
 def test_batches_of_frames_give_the_frames_of_one_at_a_time(films, tmp_path):
     """The average runs on across batch boundaries (5 does not divide the 24 frames)."""
     for size in ("1", "5"):
-        assert colorize(films / "film.mkv", "--out", tmp_path / f"b{size}.mkv", "--lossless", "--batch-size", size)[0] == 0
+        code, output = colorize(films / "film.mkv", "--out", tmp_path / f"b{size}.mkv", "--lossless", "--batch-size", size)
+        assert code == 0, output
     one, five = read_frames(tmp_path / "b1.mkv"), read_frames(tmp_path / "b5.mkv")
     assert len(one) == len(five) == 3 * SHOT
     assert max(np.abs(a.astype(int) - b).max() for a, b in zip(one, five)) <= 1  # batched arithmetic may round apart
@@ -195,7 +196,8 @@ def test_the_average_is_the_exponential_moving_average_by_hand():
     lightness[3:] = 80.0  # a cut before frame 3
     times = [0.0, 0.1, 0.3, 0.4, 0.5]
     average = TemporalAverage(0.5)
-    got = torch.cat([average(log_probs[:2], lightness[:2], times[:2]), average(log_probs[2:], lightness[2:], times[2:])])
+    first, rest = average(log_probs[:2], lightness[:2], times[:2]), average(log_probs[2:], lightness[2:], times[2:])
+    got = torch.cat([first, rest])  # two batches: the average runs on across them
     expected, state = [], None
     for k in range(5):
         if k in (0, 3):
@@ -310,7 +312,9 @@ def test_the_output_is_never_the_input_and_never_replaced_unasked(films, tmp_pat
     assert code == 1 and "must end in .mp4, .m4v, .mov, .mkv" in output
 
 
-@pytest.mark.parametrize("option, value", [("--smooth", "-1"), ("--smooth", "nan"), ("-t", "-0.1"), ("--batch-size", "0")])
+@pytest.mark.parametrize(
+    "option, value", [("--smooth", "-1"), ("--smooth", "nan"), ("-t", "-0.1"), ("--batch-size", "0")]
+)
 def test_numeric_options_are_bounded(films, tmp_path, option, value):
     code, output = colorize(films / "film.mkv", "--out", tmp_path / "out.mp4", option, value)
     assert code == 2 and "must be" in output
@@ -342,17 +346,20 @@ def test_without_pyav_the_command_says_how_to_get_it(films, tmp_path, monkeypatc
     assert code == 1 and "pip install 'colorize[video]'" in output
 
 
-@pytest.mark.slow  # two new processes
-def test_an_interrupted_run_leaves_no_partial_output(films, tmp_path):
+@pytest.mark.slow  # new processes
+@pytest.mark.parametrize("kill, left", [(signal.SIGKILL, 1), (signal.SIGINT, 0)], ids=["SIGKILL", "SIGINT"])
+def test_an_interrupted_run_leaves_no_partial_output(films, tmp_path, kill, left):
+    """Killed outright, the run leaves its temporary file (the next run removes it); interrupted,
+    it removes it itself. Neither leaves the output."""
     out = tmp_path / "out.mp4"
     argv = ["video", str(films / "film.mkv"), "--out", str(out), "--size", VIEW]
     process = run_until("colorize_core.inference.video:encode_frames", 5, argv, tmp_path / "event")
-    process.send_signal(signal.SIGKILL)  # after five frames were encoded and written
-    process.wait()
+    process.send_signal(kill)  # after five frames were encoded and written
+    assert process.wait(timeout=60) != 0
     assert not out.exists()
-    assert len(list(tmp_path.glob(".out.mp4.*.tmp"))) == 1  # the killed run's temporary file
+    assert len(list(tmp_path.glob(".out.mp4.*.tmp"))) == left
     command = [sys.executable, "-m", "colorize_core.cli", *argv]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert len(read_frames(out)) == 3 * SHOT
-    assert not list(tmp_path.glob(".*.tmp"))  # the next run cleaned it up
+    assert not list(tmp_path.glob(".*.tmp"))  # the next run cleaned up

@@ -138,7 +138,8 @@ def read_audio(path: Path) -> np.ndarray:
 def audio_packets(path: Path) -> list[tuple[float, bytes]]:
     """(presentation time in seconds, bytes) of every packet of the first audio stream."""
     with av.open(str(path)) as container:
-        return [(float(packet.pts * packet.time_base), bytes(packet)) for packet in container.demux(audio=0) if packet.size]
+        packets = [packet for packet in container.demux(audio=0) if packet.size]
+        return [(float(packet.pts * packet.time_base), bytes(packet)) for packet in packets]
 
 
 def subtitle_packets(path: Path) -> list[bytes]:

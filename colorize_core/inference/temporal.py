@@ -32,7 +32,9 @@ import torch
 from colorize_core.constants import SCENE_CUT_BINS, SCENE_CUT_BLOCKS, SCENE_CUT_DISTANCE
 
 
-def lightness_histograms(lightness: np.ndarray, blocks: int = SCENE_CUT_BLOCKS, bins: int = SCENE_CUT_BINS) -> np.ndarray:
+def lightness_histograms(
+    lightness: np.ndarray, blocks: int = SCENE_CUT_BLOCKS, bins: int = SCENE_CUT_BINS
+) -> np.ndarray:
     """Fraction of the pixels in each of ``bins`` equal bins of L over [0, 100], in each block of a
     ``blocks`` × ``blocks`` grid, (H, W) -> (blocks², bins), blocks in row-major order.
 

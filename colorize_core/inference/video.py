@@ -84,7 +84,8 @@ class VideoSummary:
         rate = f" ({self.frames / self.seconds:.1f} frames/s)" if self.seconds > 0 else ""
         copied = f"; copied {', '.join(self.copied)}" if self.copied else ""
         cuts = f"; {self.cuts} scene cut(s)" if self.smoothed else ""
-        lines = [f"colorized {self.frames} frame(s) of {self.source} in {self.seconds:.1f} s{rate} -> {self.out}{cuts}{copied}"]
+        lines = [f"colorized {self.frames} frame(s) of {self.source} in {self.seconds:.1f} s{rate} -> {self.out}"
+                 f"{cuts}{copied}"]
         lines += [f"  not copied: {reason}" for reason in self.dropped]
         if self.undecodable:
             lines.append(f"  {self.source}: {self.undecodable} damaged video packet(s) skipped")
@@ -102,12 +103,12 @@ def check_output(source: Path, out: Path, overwrite: bool) -> str:
     extension = out.suffix.lower()
     if extension not in OUTPUT_FORMATS:
         raise VideoError(f"{out}: the output must end in {', '.join(OUTPUT_FORMATS)} (the container is chosen by it)")
-    if out.exists() and source.exists() and out.resolve() == source.resolve():
+    if out.is_dir():
+        raise VideoError(f"{out}: is a folder")
+    if out.exists() and source.exists() and out.samefile(source):  # the same path, a link or a hard link
         raise VideoError(f"{out}: the output would replace the input; choose another --out")
     if out.exists() and not overwrite:
         raise VideoError(f"{out} exists; --overwrite replaces it")
-    if out.is_dir():
-        raise VideoError(f"{out}: is a folder")
     return OUTPUT_FORMATS[extension]
 
 
@@ -196,7 +197,7 @@ def add_video_stream(output: av.container.OutputContainer, stream, lossless: boo
     encoded.codec_context.time_base = encoded.time_base
     if context.sample_aspect_ratio:
         encoded.codec_context.sample_aspect_ratio = context.sample_aspect_ratio
-    if not lossless:  # what the RGB -> YUV conversion below does: BT.601 matrix, limited range
+    if not lossless:  # what PyAV's conversion of the RGB frames in encode() does (swscale's default)
         encoded.codec_context.colorspace = av.video.reformatter.Colorspace.ITU601
         encoded.codec_context.color_range = av.video.reformatter.ColorRange.MPEG
     return encoded
@@ -322,7 +323,8 @@ def colorize_video(source: Path, out: Path | None, colorizer: Colorizer, options
                     summary.frames += len(colours)
                     bar.update(len(colours))
             if summary.frames == 0:
-                raise VideoError(f"{source}: no frame could be decoded{f' ({summary.stopped})' if summary.stopped else ''}")
+                why = f" ({summary.stopped})" if summary.stopped else ""
+                raise VideoError(f"{source}: no frame could be decoded{why}")
             output.mux(encoded.encode(None))  # the frames still inside the encoder
     summary.cuts = len(average.cuts)
     if not summary.stopped and duration and last_time is not None:

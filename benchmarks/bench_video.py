@@ -15,7 +15,11 @@ Speed: a 640×480 pan of a photo (imagenet-sample), H.264 in and out, the bundle
 own view (224) on the CPU, batch 1; the network's share is the time inside `Colorizer.log_probs`
 over the whole run, timed there.
 
-Targets: smoothing at least halves the flicker; the still photo's AuC drops by at most 1 point.
+Memory: peak RSS of the whole `colorize video` command on 640×480 films of 2 and 8 seconds: the
+frames stream through, so the longer film must not need more (within 10 %).
+
+Targets: smoothing at least halves the flicker; the still photo's AuC drops by at most 1 point;
+peak memory flat in the film's length.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from skimage.color import rgb2lab
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # the test films' builder
-from common import SHARED, check, report  # noqa: E402
+from common import SHARED, check, peak_rss_of, report, self_peak_rss_mib  # noqa: E402
 from video_clips import grainy, pan, photo, read_frames, still, write_film, zoom  # noqa: E402
 
 from colorize_core.constants import DEFAULT_SMOOTHING_SECONDS  # noqa: E402
@@ -84,10 +88,16 @@ def flicker_and_auc(out: Path, clean_lab: list[np.ndarray], kinds: list[str], sh
     }
 
 
-def speed_film(folder: Path, frames: int) -> Path:
+def speed_film(folder: Path, frames: int, name: str = "640x480.mkv") -> Path:
     source = max((SHARED / "imagenet-sample" / "train").glob("*/*.JPEG"), key=lambda p: p.stat().st_size)
     rgb = np.asarray(Image.open(source).convert("RGB"))
-    return write_film(folder / "640x480.mkv", pan(rgb, *SPEED_SIZE, frames), SPEED_FPS, audio="aac", crf=20)
+    return write_film(folder / name, pan(rgb, *SPEED_SIZE, frames), SPEED_FPS, audio="aac", crf=20)
+
+
+def command_peak_mib(film: Path, out: Path) -> float:
+    """Peak resident memory of `colorize video FILM --out OUT` (bundled model, CPU), MiB."""
+    command = [str(Path(sys.executable).parent / "colorize"), "video", str(film), "--out", str(out), "--device", "cpu"]
+    return peak_rss_of(command, env={"TQDM_DISABLE": "1"})[0]
 
 
 def timed_network(colorizer: Colorizer) -> list[float]:
@@ -115,6 +125,12 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-video-"))
     m: dict = {"load_average_1min_at_start": round(os.getloadavg()[0], 2)}
     try:
+        # first, while this process is small: a child's peak RSS counts its parent's at the fork
+        short, long = speed_film(folder, 2 * SPEED_FPS), speed_film(folder, 8 * SPEED_FPS, "640x480_long.mkv")
+        m["peak_rss_2s_film_mib"] = command_peak_mib(short, folder / "short.mp4")
+        m["peak_rss_8s_film_mib"] = command_peak_mib(long, folder / "long.mp4")
+        m["peak_rss_8s_over_2s"] = m["peak_rss_8s_film_mib"] / m["peak_rss_2s_film_mib"]
+        m["benchmark_process_peak_mib_then"] = self_peak_rss_mib()
         colorizer = Colorizer.pretrained("cpu")
         film, clean, kinds, shots = flicker_film(folder, args.photos, args.grain)
         clean_lab = [rgb2lab(rgb / 255.0) for rgb in clean]
@@ -142,6 +158,7 @@ def main() -> None:
         checks = [
             check("flicker, smoothed / per frame", m["flicker_smoothed_over_per_frame"], 0.5, higher_is_better=False),
             check("AuC of the still photo, smoothed - per frame (points)", m["auc_still_change_points"], -1.0),
+            check("peak memory, 8 s film / 2 s film", m["peak_rss_8s_over_2s"], 1.1, higher_is_better=False),
         ]
     finally:
         shutil.rmtree(folder)

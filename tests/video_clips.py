@@ -6,6 +6,7 @@ folder is there, else from those scikit-image ships. Every film is written with 
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -92,8 +93,10 @@ def write_film(path: Path, frames: Iterable[np.ndarray], fps: int = 12, audio: s
     """Write frames (H, W, 3) uint8 as H.264 (4:2:0; 4:4:4 for odd sizes; or ``codec`` in
     ``pix_fmt``) at ``fps``, with a sine tone of the same length in ``audio`` (aac, pcm_s16le, or
     None) and an SRT subtitle (``subtitle``; Matroska), into a container chosen by the file's extension."""
-    frames = [np.asarray(f.mean(-1, keepdims=True).round().repeat(3, -1), np.uint8) if gray else f for f in frames]
-    height, width = frames[0].shape[:2]
+    frames = iter(frames)  # written as they come: a long film is never held
+    first = next(frames)
+    height, width = first.shape[:2]
+    count = 0
     with av.open(str(path), "w") as container:
         video = container.add_stream(codec, rate=fps, options={"crf": str(crf)} if codec == "libx264" else {})
         video.width, video.height = width, height
@@ -106,14 +109,17 @@ def write_film(path: Path, frames: Iterable[np.ndarray], fps: int = 12, audio: s
             text.stream = container.add_mux_stream("subrip")
             text.pts, text.dts, text.duration, text.time_base = 0, 0, 1000, Fraction(1, 1000)
             container.mux(text)
-        for i, rgb in enumerate(frames):
+        for i, rgb in enumerate(itertools.chain([first], frames)):
+            if gray:
+                rgb = rgb.mean(-1, keepdims=True).round().repeat(3, -1).astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            count += 1
             frame.pts = i
             frame.time_base = Fraction(1, fps)
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
         if sound is not None:
-            samples = sine_tone(len(frames) / fps)
+            samples = sine_tone(count / fps)
             chunk = sound.codec_context.frame_size or 1024
             for start in range(0, samples.shape[1], chunk):
                 frame = av.AudioFrame.from_ndarray(samples[:, start : start + chunk], format="s16", layout="mono")

@@ -182,7 +182,8 @@ def test_a_cut_restarts_the_average(films, tmp_path):
 def test_batches_of_frames_give_the_frames_of_one_at_a_time(films, tmp_path):
     """The average runs on across batch boundaries (5 does not divide the 24 frames)."""
     for size in ("1", "5"):
-        code, output = colorize(films / "film.mkv", "--out", tmp_path / f"b{size}.mkv", "--lossless", "--batch-size", size)
+        out = tmp_path / f"b{size}.mkv"
+        code, output = colorize(films / "film.mkv", "--out", out, "--lossless", "--batch-size", size)
         assert code == 0, output
     one, five = read_frames(tmp_path / "b1.mkv"), read_frames(tmp_path / "b5.mkv")
     assert len(one) == len(five) == 3 * SHOT
@@ -256,6 +257,16 @@ def test_a_film_too_damaged_for_any_frame_is_one_line_and_no_output(films, tmp_p
     code, output = colorize(tmp_path / "head.mkv", "--out", tmp_path / "out.mp4")
     assert code == 1 and "Traceback" not in output and str(tmp_path / "head.mkv") in output
     assert not (tmp_path / "out.mp4").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_video_codec_this_ffmpeg_cannot_decode_is_one_line(films, tmp_path):
+    data = (films / "pcm.mkv").read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1  # Matroska's codec id of H.264 ...
+    (tmp_path / "unknown.mkv").write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_MPEG4/ISO/XYZ"))  # ... made unknown
+    code, output = colorize(tmp_path / "unknown.mkv", "--out", tmp_path / "out.mp4")
+    expected = f"Error: {tmp_path / 'unknown.mkv'}: its video codec cannot be decoded by this FFmpeg"
+    assert code == 1 and output.strip() == expected
+    assert not (tmp_path / "out.mp4").exists()
 
 
 def non_films(folder: Path) -> dict[str, Path]:

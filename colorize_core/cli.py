@@ -410,7 +410,8 @@ def video(
     Reads any container and codec that FFmpeg (through PyAV) reads; writes H.264 in MP4 by default
     with the input's frame count, timestamps, size and pixel aspect. Colours are averaged over
     time so that they do not flicker (--smooth); a scene cut starts afresh. A truncated or
-    damaged input gives every frame that decodes and says where it stopped (exit status 1).
+    damaged input gives every frame that decodes and says where it stopped or frames are
+    missing (exit status 1).
 
     \b
     Examples:

@@ -251,6 +251,18 @@ def test_a_truncated_film_gives_what_decodes_and_says_where_it_stopped(films, tm
     assert f"colorized {written} frame(s)" in output
 
 
+def test_a_damaged_film_gives_what_decodes_and_says_where_frames_are_missing(films, tmp_path):
+    data = bytearray((films / "pcm.mkv").read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 3000] = bytes(3000)  # a stretch of zeros in the middle
+    (tmp_path / "holes.mkv").write_bytes(bytes(data))
+    code, output = colorize(tmp_path / "holes.mkv", "--out", tmp_path / "out.mp4")
+    assert code == 1
+    written = len(read_frames(tmp_path / "out.mp4"))
+    assert 0 < written < 3 * SHOT and f"colorized {written} frame(s)" in output
+    assert f"{tmp_path / 'holes.mkv'}: damaged: FFmpeg reported" in output
+    assert f"{tmp_path / 'holes.mkv'}: no frames from " in output
+
+
 def test_a_film_too_damaged_for_any_frame_is_one_line_and_no_output(films, tmp_path):
     data = (films / "film.mkv").read_bytes()
     (tmp_path / "head.mkv").write_bytes(data[:600])

@@ -9,7 +9,7 @@ where the output container can hold them. The output keeps the input's frame cou
 (hence frame rate and sync), size and pixel aspect; it is H.264 in MP4 by default, FFV1 (lossless
 RGB) with ``lossless``, and is written to a temporary file renamed at the end, so an interrupted
 run leaves no partial output. A truncated or damaged input gives every frame that decodes, and
-the summary says where it stopped.
+the summary says where it stopped, what FFmpeg reported and where frames are missing.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import av
+import av.logging
 import numpy as np
 from PIL import Image
 
@@ -44,6 +46,10 @@ ENCODERS = {
     "h264": ("libx264", "yuv420p", "yuv444p", {"crf": str(VIDEO_CRF)}),
     "ffv1": ("ffv1", "bgr0", "bgr0", {}),
 }
+#: A damaged input's gaps (frames missing) are reported when longer than this many frame intervals ...
+GAP_INTERVALS = 1.5
+#: ... the first few of them.
+MAX_GAPS_LISTED = 3
 #: Suffix of the default output name, ``<input stem>_color.mp4`` beside the input.
 DEFAULT_SUFFIX = "_color"
 DEFAULT_EXTENSION = ".mp4"
@@ -74,11 +80,13 @@ class VideoSummary:
     cuts: int = 0  # scene cuts that restarted the average
     stopped: str = ""  # why the input ended early ("" when it was read to its end)
     undecodable: int = 0  # packets of the video stream that failed to decode
+    errors: list[str] = field(default_factory=list)  # FFmpeg's complaints while reading the input
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # (from, to) seconds without frames
 
     @property
     def damaged(self) -> bool:
         """Whether the input could not be read whole."""
-        return bool(self.stopped or self.undecodable)
+        return bool(self.stopped or self.undecodable or self.errors)
 
     def report(self) -> str:
         rate = f" ({self.frames / self.seconds:.1f} frames/s)" if self.seconds > 0 else ""
@@ -89,6 +97,13 @@ class VideoSummary:
         lines += [f"  not copied: {reason}" for reason in self.dropped]
         if self.undecodable:
             lines.append(f"  {self.source}: {self.undecodable} damaged video packet(s) skipped")
+        if self.errors:
+            lines.append(f"  {self.source}: damaged: FFmpeg reported {len(self.errors)} error(s) reading it, "
+                         f"the first: {self.errors[0]}")
+        if self.errors and self.gaps:
+            listed = ", ".join(f"{start:.2f} s to {end:.2f} s" for start, end in self.gaps[:MAX_GAPS_LISTED])
+            more = f" and {len(self.gaps) - MAX_GAPS_LISTED} more" if len(self.gaps) > MAX_GAPS_LISTED else ""
+            lines.append(f"  {self.source}: no frames from {listed}{more}")
         if self.stopped:
             lines.append(f"  {self.source}: {self.stopped}")
         return "\n".join(lines)
@@ -229,6 +244,21 @@ def decoded_frames(container: av.container.InputContainer, copies: dict[int, av.
             pass
 
 
+@contextmanager
+def ffmpeg_errors(summary: VideoSummary, ignore: tuple[str, ...]) -> Iterator[None]:
+    """Collect FFmpeg's error messages (from every thread) into ``summary.errors``, but those of
+    the components named in ``ignore`` (the output's encoder and muxer)."""
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            yield
+    finally:
+        av.logging.set_level(level)
+        summary.errors += [f"{name}: {message.strip()}" for severity, name, message in logs
+                           if severity <= av.logging.ERROR and name not in ignore]
+
+
 def frame_time(frame: av.VideoFrame, index: int, rate: Fraction) -> float:
     """Presentation time in seconds; by its index when the frame carries no timestamp."""
     return float(frame.time) if frame.time is not None else index / float(rate)
@@ -313,10 +343,16 @@ def colorize_video(source: Path, out: Path | None, colorizer: Colorizer, options
                         pts = previous_pts + 1  # the encoder needs increasing timestamps
                     timestamps.append(pts)
                     previous_pts = pts
-                    last_time = frame_time(frame, index, rate)
+                    frame_seconds = frame_time(frame, index, rate)
+                    if last_time is not None and frame_seconds - last_time > GAP_INTERVALS / float(rate):
+                        summary.gaps.append((last_time, frame_seconds))
+                    last_time = frame_seconds
                     yield rgb_of(frame, width, height), last_time
 
-            with progress(total=expected_frames(video, duration), desc=source.name, unit="frame") as bar:
+            ignore = (encoded.codec_context.name, output_format)
+            with ffmpeg_errors(summary, ignore), progress(
+                total=expected_frames(video, duration), desc=source.name, unit="frame"
+            ) as bar:
                 for colours in colorized_batches(colorizer, frames(), options.temperature, average, options.batch_size):
                     encode_frames(encoded, zip(colours, timestamps[: len(colours)]), output)
                     del timestamps[: len(colours)]

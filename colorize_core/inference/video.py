@@ -15,7 +15,6 @@ the summary says where it stopped, what FFmpeg reported and where frames are mis
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,8 +32,6 @@ from colorize_core.inference.colorizer import Colorizer
 from colorize_core.inference.temporal import TemporalAverage
 from colorize_core.io import atomic_output, remove_stale_temporaries
 from colorize_core.progress import progress
-
-log = logging.getLogger(__name__)
 
 #: Output containers by the output's extension (FFmpeg's muxer names).
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}

@@ -79,6 +79,7 @@ class VideoSummary:
     undecodable: int = 0  # packets of the video stream that failed to decode
     errors: list[str] = field(default_factory=list)  # FFmpeg's complaints while reading the input
     gaps: list[tuple[float, float]] = field(default_factory=list)  # (from, to) seconds without frames
+    last_time: float | None = None  # of the last frame read, seconds
 
     @property
     def damaged(self) -> bool:
@@ -303,6 +304,24 @@ def colorized_batches(colorizer: Colorizer, frames: Iterable[tuple[Image.Image, 
         yield flush()
 
 
+def frames_with_times(decoded: Iterable[av.VideoFrame], width: int, height: int, rate: Fraction, time_base: Fraction,
+                      timestamps: list[int], summary: VideoSummary) -> Iterator[tuple[Image.Image, float]]:
+    """Each decoded frame as RGB with its time in seconds; appends its timestamp (in ``time_base``,
+    increasing, as the encoder needs) to ``timestamps``, its time to ``summary.last_time`` and the
+    gaps before it to ``summary.gaps``."""
+    previous = None
+    for index, frame in enumerate(decoded):
+        pts = frame.pts if frame.pts is not None else round(index / rate / time_base)
+        pts = pts if previous is None or pts > previous else previous + 1
+        timestamps.append(pts)
+        previous = pts
+        seconds = frame_time(frame, index, rate)
+        if summary.last_time is not None and seconds - summary.last_time > GAP_INTERVALS / float(rate):
+            summary.gaps.append((summary.last_time, seconds))
+        summary.last_time = seconds
+        yield rgb_of(frame, width, height), seconds
+
+
 def colorize_video(source: Path, out: Path | None, colorizer: Colorizer, options: VideoOptions) -> VideoSummary:
     """Colorize a film into ``out`` (default ``<stem>_color.mp4`` beside it); see the module's docstring.
 
@@ -315,42 +334,25 @@ def colorize_video(source: Path, out: Path | None, colorizer: Colorizer, options
     output_format = check_output(source, out, options.overwrite)
     summary = VideoSummary(source, out, smoothed=options.smooth > 0)
     start = time.perf_counter()
-    container = open_video(source)
-    with container:
+    average = TemporalAverage(options.smooth)
+    with open_video(source) as container:
         video = container.streams.video[0]
         video.thread_type = "AUTO"
         duration = stated_duration(container, video)
         rate = video.average_rate or video.guessed_rate or Fraction(25)
-        width, height = video.codec_context.width, video.codec_context.height
-        average = TemporalAverage(options.smooth)
         if out.parent.is_dir():
             remove_stale_temporaries(out.parent)
-        last_time = None
         with atomic_output(out) as file, av.open(file, "w", format=output_format) as output:
             encoded = add_video_stream(output, video, options.lossless, out)
             copies = plan_copies(container, output, source, out, summary)
-            timestamps: list[int] = []
-
-            def frames() -> Iterator[tuple[Image.Image, float]]:
-                nonlocal last_time
-                previous_pts = None
-                for index, frame in enumerate(decoded_frames(container, copies, output, summary)):
-                    pts = frame.pts if frame.pts is not None else round(index / rate / encoded.time_base)
-                    if previous_pts is not None and pts <= previous_pts:
-                        pts = previous_pts + 1  # the encoder needs increasing timestamps
-                    timestamps.append(pts)
-                    previous_pts = pts
-                    frame_seconds = frame_time(frame, index, rate)
-                    if last_time is not None and frame_seconds - last_time > GAP_INTERVALS / float(rate):
-                        summary.gaps.append((last_time, frame_seconds))
-                    last_time = frame_seconds
-                    yield rgb_of(frame, width, height), last_time
-
-            ignore = (encoded.codec_context.name, output_format)
-            with ffmpeg_errors(summary, ignore), progress(
+            timestamps: list[int] = []  # of the frames read but not yet encoded
+            decoded = decoded_frames(container, copies, output, summary)
+            frames = frames_with_times(decoded, video.codec_context.width, video.codec_context.height, rate,
+                                       encoded.time_base, timestamps, summary)
+            with ffmpeg_errors(summary, ignore=(encoded.codec_context.name, output_format)), progress(
                 total=expected_frames(video, duration), desc=source.name, unit="frame"
             ) as bar:
-                for colours in colorized_batches(colorizer, frames(), options.temperature, average, options.batch_size):
+                for colours in colorized_batches(colorizer, frames, options.temperature, average, options.batch_size):
                     encode_frames(encoded, zip(colours, timestamps[: len(colours)]), output)
                     del timestamps[: len(colours)]
                     summary.frames += len(colours)
@@ -360,11 +362,10 @@ def colorize_video(source: Path, out: Path | None, colorizer: Colorizer, options
                 raise VideoError(f"{source}: no frame could be decoded{why}")
             output.mux(encoded.encode(None))  # the frames still inside the encoder
     summary.cuts = len(average.cuts)
-    if not summary.stopped and duration and last_time is not None:
-        end = last_time + 1 / float(rate)
-        if end < duration - VIDEO_END_TOLERANCE_SECONDS:
-            summary.stopped = f"the input ends early: frames up to {end:.2f} s of its stated {duration:.2f} s decoded"
-    elif summary.stopped and last_time is not None:
-        summary.stopped += f" after {summary.frames} frame(s), at {last_time:.2f} s"
+    if summary.stopped:
+        summary.stopped += f" after {summary.frames} frame(s), at {summary.last_time:.2f} s"
+    elif duration and summary.last_time + 1 / float(rate) < duration - VIDEO_END_TOLERANCE_SECONDS:
+        end = summary.last_time + 1 / float(rate)
+        summary.stopped = f"the input ends early: frames up to {end:.2f} s of its stated {duration:.2f} s decoded"
     summary.seconds = time.perf_counter() - start
     return summary

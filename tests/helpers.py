@@ -105,7 +105,8 @@ def tiny_checkpoint(path: Path, train_size: int = 32, seed: int = 0) -> Path:
     from colorize_core.config import HistogramParams
     from colorize_core.data.histogram import bins_from_counts
     from colorize_core.model import ModelConfig, build_model
-    from colorize_core.quantize import AbGrid, srgb_lut
+    from colorize_core.ab_grid import AbGrid
+    from colorize_core.quantize import srgb_lut
 
     grid = AbGrid(16)
     counts = np.where(srgb_lut(16).in_gamut, np.arange(grid.num_cells) % 7 + 1, 0)

@@ -81,3 +81,11 @@ def test_the_closure_follows_imports_inside_functions():
     closure = code_closure("decode")
     assert {"colorize_core/color.py", "colorize_core/checkpoint.py", "colorize_core/model.py"} <= closure
     assert "colorize_core/train/trainer.py" not in closure
+
+
+def test_an_edit_of_the_colour_conversion_reruns_exactly_shard_decode_and_evaluate():
+    """Histogram and train only need cell indices (ab_grid.py), so a change to color.py leaves the
+    trained model, the slowest output, current."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    rerun = {name for name, stage in stages.items() if "colorize_core/color.py" in stage["deps"]}
+    assert rerun == {"shard", "decode", "evaluate"}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import copy_of_the_repository
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -76,21 +75,11 @@ def test_an_override_switches_to_tiny_imagenet_and_its_plain_baseline(tmp_path):
 def test_dvc_exp_run_queues_a_sweep_over_an_experiment(tmp_path):
     """`dvc exp run --queue -S experiment=tiny-imagenet -S 'T=0.09,0.2'` queues two runs whose
     params.yaml hold the composed experiment at each T."""
-    repo = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    repo = copy_of_the_repository(tmp_path / "repo")
 
     def run(*argv):
-        return subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+        return subprocess.run(argv, cwd=repo, capture_output=True, text=True, check=True).stdout
 
-    run("git", "init", "-q")
-    run("git", "add", "-A")
-    run("git", "commit", "-qm", "copy")
     run("dvc", "exp", "run", "--queue", "-S", "experiment=tiny-imagenet", "-S", "T=0.09,0.2")
     stashed = run("git", "log", "-g", "--format=%H", "refs/exps/celery/stash").split()
     queued = [yaml.safe_load(run("git", "show", f"{rev}:params.yaml")) for rev in stashed]

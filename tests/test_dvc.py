@@ -139,3 +139,15 @@ def test_dvc_plots_show_draws_the_loss_curves_with_the_network_off(tmp_path):
     subprocess.run(["dvc", "config", "--unset", "plots.html_template"], cwd=repo, check=True, capture_output=True)
     subprocess.run(["dvc", "plots", "show", "-o", "cdn"], cwd=repo, capture_output=True, check=True)
     assert drawn_charts(repo / "cdn" / "index.html", tmp_path / "cdn.png") == []
+
+
+def test_dvc_exp_show_puts_the_headline_metrics_first(tmp_path):
+    """On the committed demo results: after Experiment and Created, the table's next columns are
+    the four headline figures (shard counts are a report, not metrics)."""
+    repo = copy_of_the_repository(tmp_path / "repo")
+    header = subprocess.run(
+        ["dvc", "exp", "show", "--csv"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.splitlines()[0].split(",")
+    shown = [column for column in header if column not in ("rev", "typ", "parent")]  # --csv only
+    assert shown[:6] == ["Experiment", "Created", "best.top1", "best.auc", "best.auc_rebalanced", "best.colourfulness_diff"]
+    assert not any(column.startswith(("written", "excluded", "skipped")) for column in shown)

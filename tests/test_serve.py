@@ -135,6 +135,22 @@ def test_re_decoding_the_cached_log_probabilities_equals_the_colorizer(colorizer
     assert chroma(Image.fromarray(render_gray(prediction))).max() < 1.0
 
 
+def test_previews_are_the_full_decode_at_a_smaller_size(colorizer, tmp_path):
+    """While the slider moves the page asks for previews: at most PREVIEW_SIDE on the long side,
+    the same colours as the full-resolution decode reduced to that size."""
+    from colorize_core.serve.prediction import PREVIEW_SIDE
+
+    path = tmp_path / "scan.png"
+    Image.fromarray(skimage_photo("astronaut")).convert("L").resize((2048, 1536)).save(path)
+    prediction = predict(colorizer, path, max_pixels=10**7)
+    full = render(colorizer, prediction, 0.4)
+    preview = render(colorizer, prediction, 0.4, preview=True)
+    assert full.shape == (1536, 2048, 3) and preview.shape == (768, 1024, 3) and PREVIEW_SIDE == 1024
+    reduced = np.asarray(Image.fromarray(full).resize((1024, 768), Image.Resampling.BOX), float)
+    assert np.abs(preview - reduced).mean() < 2.0
+    assert prediction.nbytes == 1536 * 2048 * 4 + 768 * 1024 * 4 + prediction.log_probs.numel() * 4
+
+
 @contextlib.contextmanager
 def running(app):
     """The app served by uvicorn on a free loopback port in a thread; yields its base URL."""

@@ -2,6 +2,7 @@
 
     POST /colorize?T=0.7&format=png        body: the image's bytes      -> the colour image
     GET  /colorize/{id}?T=0.3&format=jpg   re-decoded from the cache     -> the colour image
+         (&preview=true: at most PREVIEW_SIDE pixels on its long side, for the moving slider)
     GET  /colorize/{id}/gray               the lightness the network saw -> PNG
     GET  /api/model, /api/status           JSON: the model and its card; network passes and cache
     GET  /openapi.json                     the API's OpenAPI description
@@ -41,7 +42,7 @@ from colorize_core.inference.colorizer import Colorizer
 from colorize_core.inference.photo import FORMATS, MAX_STREAM_BYTES, encode
 from colorize_core.serve.cache import PredictionCache
 from colorize_core.serve.model_info import describe_model
-from colorize_core.serve.prediction import Prediction, predict, render, render_gray
+from colorize_core.serve.prediction import PREVIEW_SIDE, Prediction, predict, render, render_gray
 from colorize_core.serve.upload import UploadError, receive_upload
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,14 @@ class Server:
         return prediction
 
     def encoded(self, rgb: np.ndarray, prediction: Prediction, output_format: str) -> Response:
+        """An image response: (H, W, 3) uint8 encoded as png or jpg with the upload's EXIF and ICC."""
         pil_format, _ = FORMATS[output_format]
         data = encode(Image.fromarray(rgb), pil_format, prediction.metadata)
         return Response(data, media_type=MEDIA_TYPES[pil_format])
+
+    def colour(self, prediction: Prediction, T: float, output_format: str, preview: bool = False) -> Response:
+        """The photo decoded at T from its cached log-probabilities, encoded (run in a worker thread)."""
+        return self.encoded(render(self.colorizer, prediction, T, preview), prediction, output_format)
 
 
 def image_headers(image_id: str, prediction: Prediction, T: float) -> dict[str, str]:
@@ -202,7 +208,7 @@ def create_app(colorizer: Colorizer, checkpoint: Path, settings: ServeSettings =
             raise Refusal(400, str(error)) from None
         finally:
             os.unlink(upload.path)
-        response = await run_in_threadpool(lambda: server.encoded(render(colorizer, prediction, T), prediction, format))
+        response = await run_in_threadpool(server.colour, prediction, T, format)
         response.headers.update(image_headers(image_id, prediction, T))
         return response
 
@@ -211,13 +217,14 @@ def create_app(colorizer: Colorizer, checkpoint: Path, settings: ServeSettings =
         image_id: str,
         T: float | None = Query(None, description="temperature; default the model's own"),
         format: Format = Query("png", description="png or jpg"),
+        preview: bool = Query(False, description=f"at most {PREVIEW_SIDE} pixels on the long side (what the page shows while the slider moves)"),
         download: bool = Query(False, description="send as an attachment"),
     ) -> Response:
         """A posted image at another temperature, re-decoded from its cached log-probabilities
         (no network pass)."""
         T = server.temperature(T)
         prediction = server.cached(image_id)
-        response = await run_in_threadpool(lambda: server.encoded(render(colorizer, prediction, T), prediction, format))
+        response = await run_in_threadpool(server.colour, prediction, T, format, preview)
         response.headers.update(image_headers(image_id, prediction, T))
         if download:
             response.headers["Content-Disposition"] = "attachment"

@@ -27,6 +27,9 @@ from colorize_core.inference.photo import metadata_of
 
 #: Long side of the thumbnail on which an upload is checked for colour.
 COLOUR_CHECK_SIDE = 256
+#: Long side of the previews that the page shows while the temperature slider moves (the full
+#: resolution follows when it stops); photos this small or smaller are always decoded in full.
+PREVIEW_SIDE = 1024
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Prediction:
     """What the server keeps of one photo."""
 
     lightness: np.ndarray  # (H, W) float32: the photo's own L at full resolution
+    preview_lightness: np.ndarray | None  # (h', w') float32: L with its long side PREVIEW_SIDE; None when H, W fit
     log_probs: torch.Tensor  # (Q, h/4, w/4) float32: log Ẑ over the photo's unpadded network view
     colour_input: bool  # the upload was a colour photo (|ab| above GRAYSCALE_MAX_CHROMA somewhere)
     pil_format: str | None  # the upload's format ("JPEG", "PNG", ...)
@@ -42,7 +46,8 @@ class Prediction:
     @property
     def nbytes(self) -> int:
         extra = sum(len(value) for value in self.metadata.values() if value)
-        return self.lightness.nbytes + self.log_probs.numel() * self.log_probs.element_size() + extra
+        preview = 0 if self.preview_lightness is None else self.preview_lightness.nbytes
+        return self.lightness.nbytes + preview + self.log_probs.numel() * self.log_probs.element_size() + extra
 
     @property
     def size(self) -> tuple[int, int]:
@@ -85,13 +90,26 @@ def predict(colorizer: Colorizer, path: Path, max_pixels: int, name: str = "uplo
         padded, (h, w) = network_lightness(picture, colorizer.size, colorizer.model.input_multiple)  # (H', W')
         log_probs = colorizer.log_probs(padded[None])  # (1, Q, H'/4, W'/4)
     log_probs = log_probs[0, :, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE].contiguous()  # (Q, h/4, w/4)
-    return Prediction(lightness_of(picture), log_probs, has_colour(picture), pil_format, metadata_of(picture))
+    lightness = lightness_of(picture)
+    return Prediction(lightness, preview_of(lightness), log_probs, has_colour(picture), pil_format, metadata_of(picture))
 
 
-def render(colorizer: Colorizer, prediction: Prediction, T: float) -> np.ndarray:
-    """The photo colorized at temperature T from its cached log-probabilities, (H, W, 3) uint8."""
+def preview_of(lightness: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray | None:
+    """L with its long side reduced to ``side`` (box filter), (H, W) -> (h', w'); None when it fits."""
+    height, width = lightness.shape
+    if max(height, width) <= side:
+        return None
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(lightness, mode="F").resize(size, Image.Resampling.BOX), np.float32)
+
+
+def render(colorizer: Colorizer, prediction: Prediction, T: float, preview: bool = False) -> np.ndarray:
+    """The photo colorized at temperature T from its cached log-probabilities, (H, W, 3) uint8;
+    with ``preview``, at most PREVIEW_SIDE on its long side."""
     ab_grid = colorizer.ab_grids(prediction.log_probs[None], [T])[0][0]  # (h/4, w/4, 2)
-    return compose(prediction.lightness, ab_grid)
+    small = preview and prediction.preview_lightness is not None
+    return compose(prediction.preview_lightness if small else prediction.lightness, ab_grid)
 
 
 def render_gray(prediction: Prediction) -> np.ndarray:

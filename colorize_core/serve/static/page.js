@@ -1,12 +1,13 @@
 // The page of `colorize serve`: uploads photos to POST /colorize, re-decodes the shown one at
-// each temperature with GET /colorize/{id} (no network pass), and compares before | after.
+// each temperature with GET /colorize/{id} (no network pass: previews while the slider moves, the
+// full resolution where it stops), and compares before | after.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const photos = [];          // {file, name, originalUrl, id, colourInput, size, error, element}
 let current = null;         // the photo in the viewer
 let shownUrl = null;        // object URL of the colour image on screen
-let wanted = null;          // the temperature the slider asks for
+let wanted = null;          // {T, preview}: what the slider asks for next
 let decoding = false;       // a re-decode is in flight
 
 async function reason(response) {
@@ -108,11 +109,11 @@ function showBefore() {
   $("before-tag").textContent = original ? "original" : "gray input";
 }
 
-function display(blob, T, milliseconds, what) {
+function display(blob, T, milliseconds, what, preview = false) {
   const image = $("after");
   const url = URL.createObjectURL(blob);
   image.onload = () => {
-    image.dataset.temperature = String(T);      // what the tests wait for
+    image.dataset[preview ? "preview" : "temperature"] = String(T);   // what the tests wait for
     if (shownUrl) URL.revokeObjectURL(shownUrl);
     shownUrl = url;
   };
@@ -121,18 +122,19 @@ function display(blob, T, milliseconds, what) {
   updateDownload();
 }
 
-async function redecode() {     // the newest slider value wins; at most one request in flight
-  wanted = temperature();
+async function redecode(asPreview = false) {   // the newest slider value wins; one request in flight
+  wanted = {T: temperature(), preview: asPreview};
   if (decoding || !current) return;
   decoding = true;
   while (wanted !== null) {
-    const [photo, T] = [current, wanted];
+    const [photo, {T, preview}] = [current, wanted];
     wanted = null;
     const started = performance.now();
-    let response = await fetch(`/colorize/${photo.id}?T=${T}&format=jpg`);
+    let response = await fetch(`/colorize/${photo.id}?T=${T}&format=jpg&preview=${preview}`);
     if (response.status === 404) response = await post(photo, T);   // dropped from the cache: send it again
     if (!response.ok) { $("message").textContent = await reason(response); continue; }
-    if (photo === current) display(await response.blob(), T, performance.now() - started, "re-decoded");
+    const what = preview ? "preview re-decoded" : "re-decoded";
+    if (photo === current) display(await response.blob(), T, performance.now() - started, what, preview);
   }
   decoding = false;
 }
@@ -158,10 +160,11 @@ const drop = $("drop");
 }));
 ["dragleave", "drop"].forEach((name) => drop.addEventListener(name, () => drop.classList.remove("over")));
 drop.addEventListener("drop", (event) => { event.preventDefault(); addFiles(event.dataTransfer.files); });
-$("temperature").addEventListener("input", () => {
+$("temperature").addEventListener("input", () => {      // while it moves: previews
   $("temperature-value").textContent = temperature().toFixed(2);
-  redecode();
+  redecode(true);
 });
+$("temperature").addEventListener("change", () => redecode(false));   // where it stops: full resolution
 $("split").addEventListener("input", split);
 $("before-kind").addEventListener("change", showBefore);
 $("format").addEventListener("change", updateDownload);

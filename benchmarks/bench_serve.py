@@ -11,19 +11,22 @@ and re-running the network: its memory must stay flat all the same.
 
 Then, undisturbed and one request at a time, each photo is posted once more as new bytes (a first
 colorization: its network pass is checked on /api/status) and re-decoded at three other
-temperatures. Both are the client's wall time for a JPEG answer.
+temperatures; and the same for a 12-megapixel scan, at full resolution (the page once the slider
+stops) and as the previews the page asks for while it moves. All are the client's wall time for a
+JPEG answer.
 
 Targets: every request succeeds; the peak RSS of the load's second half is within 10% of its first
-half's; a re-decode at a new T takes < 10% of a first colorization.
+half's; a re-decode at a new T takes < 10% of a first colorization (the issue's target; see
+NOTES.md for why the full-resolution decode misses it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import random
-import shutil
 import socket
 import statistics
 import subprocess
@@ -35,24 +38,28 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, check, report  # noqa: E402
 
+from colorize_core.constants import DEFAULT_CACHE_MIB  # noqa: E402
+
 PHOTO_SIZE = (1024, 768)
+SCAN_SIZE = (4000, 3000)  # a 12-megapixel scan: the page shows previews while its slider moves
 CACHE_MIB = 12  # two 1024×768 photos (lightness 3 MiB + log-probabilities 2 MiB each)
 SAMPLE_SECONDS = 0.05
 
 
-def photos(count: int, quality: int) -> list[bytes]:
-    """``count`` ImageNet photos resized to 1024×768, as JPEG bytes."""
+def photos(count: int, quality: int, size: tuple[int, int] = PHOTO_SIZE) -> list[bytes]:
+    """``count`` ImageNet photos resized to ``size``, as JPEG bytes."""
     sources = sorted((SHARED / "imagenet-sample" / "train").glob("*/*.JPEG"))[::97][:count]
     encoded = []
     for source in sources:
         buffer = io.BytesIO()
-        Image.open(source).convert("RGB").resize(PHOTO_SIZE, Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=quality)
+        Image.open(source).convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=quality)
         encoded.append(buffer.getvalue())
     return encoded
 
@@ -125,8 +132,9 @@ def load(base: str, images: list[bytes], requests: int, clients: int, done: list
     return {"latencies": latencies, "failures": failures}
 
 
-def first_and_cached(base: str, images: list[bytes], temperatures=(0.1, 0.4, 0.9)) -> tuple[list[float], list[float]]:
-    """Seconds of each photo's first colorization (a network pass) and of its re-decodes at other T."""
+def first_and_cached(base: str, images: list[bytes], preview: bool = False, temperatures=(0.1, 0.4, 0.9)) -> tuple[list[float], list[float]]:
+    """Seconds of each photo's first colorization (a network pass) and of its re-decodes at other T
+    (with ``preview``, as the page asks while the slider moves)."""
     first, cached = [], []
     for data in images:
         passes = json.loads(call(f"{base}/api/status")[2])["network_passes"]
@@ -134,22 +142,20 @@ def first_and_cached(base: str, images: list[bytes], temperatures=(0.1, 0.4, 0.9
         assert status == 200 and json.loads(call(f"{base}/api/status")[2])["network_passes"] == passes + 1
         first.append(seconds)
         for T in temperatures:
-            status, _, _, seconds = call(f"{base}/colorize/{headers['X-Image-Id']}?T={T}&format=jpg")
+            status, _, _, seconds = call(f"{base}/colorize/{headers['X-Image-Id']}?T={T}&format=jpg&preview={str(preview).lower()}")
             assert status == 200
             cached.append(seconds)
     return first, cached
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=8)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def serving(cache_mib: int) -> Iterator[tuple[str, int]]:
+    """`colorize serve` with the bundled model on a free loopback port: (base URL, its pid)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    command = [sys.executable, "-m", "colorize_core.cli", "serve", "--port", str(port), "--cache-mib", str(CACHE_MIB), "--device", "cpu"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=(folder / "server.log").open("w"))
+    log = tempfile.TemporaryFile("w+")
+    command = [sys.executable, "-m", "colorize_core.cli", "serve", "--port", str(port), "--cache-mib", str(cache_mib), "--device", "cpu"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.time() + 120
         while True:
@@ -158,13 +164,27 @@ def main() -> None:
                 break
             except urllib.error.URLError:
                 if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("colorize serve did not start:\n" + (folder / "server.log").read_text()[-2000:])
+                    log.seek(0)
+                    raise RuntimeError("colorize serve did not start:\n" + log.read()[-2000:]) from None
                 time.sleep(0.2)
-        images = photos(5, quality=92)
+        yield base, server.pid
+    finally:
+        server.terminate()
+        server.wait(60)
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    images = photos(5, quality=92)
+    with serving(CACHE_MIB) as (base, pid):
         call(f"{base}/colorize?format=jpg", images[0])  # warm-up: first-call allocations, look-up tables
-        rss_before = rss_mib(server.pid)
+        rss_before = rss_mib(pid)
         done = [0]
-        sampler = MemorySampler(server.pid, done)
+        sampler = MemorySampler(pid, done)
         sampler.start()
         start = time.perf_counter()
         result = load(base, images, args.requests, args.clients, done)
@@ -172,12 +192,13 @@ def main() -> None:
         sampler.running = False
         sampler.join()
         status = json.loads(call(f"{base}/api/status")[2])
+        peak_mib = rss_mib(pid, "VmHWM")
+    with serving(DEFAULT_CACHE_MIB) as (base, pid):  # the default cache: a 12 MP scan fits
+        call(f"{base}/colorize?format=jpg", images[0])
         first, cached = first_and_cached(base, photos(5, quality=91))  # new bytes: never seen, so a network pass
-        peak_mib = rss_mib(server.pid, "VmHWM")
-    finally:
-        server.terminate()
-        server.wait(60)
-        shutil.rmtree(folder)
+        scans = photos(2, quality=90, size=SCAN_SIZE)
+        scan_first, scan_full = first_and_cached(base, scans[:1])
+        _, scan_preview = first_and_cached(base, scans[1:], preview=True)
     half = args.requests // 2
     first_half = max(rss for done_by, rss in sampler.samples if done_by < half)
     second_half = max(rss for done_by, rss in sampler.samples if done_by >= half)
@@ -196,16 +217,21 @@ def main() -> None:
         "rss_peak_first_half_mib": first_half,
         "rss_peak_second_half_mib": second_half,
         "rss_after_load_mib": sampler.samples[-1][1],
-        "peak_rss_mib (VmHWM, whole run)": peak_mib,
+        "peak_rss_mib (VmHWM, load server)": peak_mib,
         "first_colorization_median_s": statistics.median(first),
         "cached_T_change_median_s": statistics.median(cached),
+        "scan_12mp_first_colorization_s": scan_first[0],
+        "scan_12mp_T_change_full_median_s": statistics.median(scan_full),
+        "scan_12mp_T_change_preview_median_s": statistics.median(scan_preview),
     }
     if result["failures"]:
         print("\n".join(result["failures"][:5]))
     checks = [
         check("requests that succeeded", m["succeeded"] / args.requests, 1.0),
         check("RSS peak, second half / first half of the load", second_half / first_half, 1.1, higher_is_better=False),
-        check("cached T change / first colorization", m["cached_T_change_median_s"] / m["first_colorization_median_s"], 0.10, higher_is_better=False),
+        check("cached T change / first colorization (1024×768, full resolution)", m["cached_T_change_median_s"] / m["first_colorization_median_s"], 0.10, higher_is_better=False),
+        check("cached T change / first colorization (12 MP scan, full resolution)", m["scan_12mp_T_change_full_median_s"] / m["scan_12mp_first_colorization_s"], 0.10, higher_is_better=False),
+        check("cached T change / first colorization (12 MP scan, slider preview)", m["scan_12mp_T_change_preview_median_s"] / m["scan_12mp_first_colorization_s"], 0.10, higher_is_better=False),
     ]
     report("serve", m, checks)
 

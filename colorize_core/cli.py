@@ -1,4 +1,4 @@
-"""The ``colorize`` command line: one sub-command per pipeline stage, plus ``photo``.
+"""The ``colorize`` command line: one sub-command per pipeline stage, plus ``photo`` and ``serve``.
 
 The DVC stages (``stages/*.py``) call these commands with the paths that ``dvc.yaml`` names.
 """
@@ -103,7 +103,7 @@ def main(verbose: bool, debug: bool) -> None:
 
     Stages, in order: sample -> shard -> histogram -> train -> decode -> evaluate.
     `dvc repro` runs them all; each is also a command here. `colorize photo` colorizes your
-    own photos with a trained checkpoint.
+    own photos with a trained checkpoint; `colorize serve` does it in a local web page.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
 

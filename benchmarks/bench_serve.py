@@ -36,9 +36,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 from PIL import Image
 
@@ -74,7 +74,9 @@ def call(url: str, data: bytes | None = None) -> tuple[int, dict, bytes, float]:
     """(status, headers, body, seconds) of one request."""
     start = time.perf_counter()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST" if data else "GET"), timeout=300) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=data, method="POST" if data else "GET"), timeout=300
+        ) as r:
             return r.status, r.headers, r.read(), time.perf_counter() - start
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read(), time.perf_counter() - start
@@ -132,7 +134,9 @@ def load(base: str, images: list[bytes], requests: int, clients: int, done: list
     return {"latencies": latencies, "failures": failures}
 
 
-def first_and_cached(base: str, images: list[bytes], preview: bool = False, temperatures=(0.1, 0.4, 0.9)) -> tuple[list[float], list[float]]:
+def first_and_cached(
+    base: str, images: list[bytes], preview: bool = False, temperatures=(0.1, 0.4, 0.9)
+) -> tuple[list[float], list[float]]:
     """Seconds of each photo's first colorization (a network pass) and of its re-decodes at other T
     (with ``preview``, as the page asks while the slider moves)."""
     first, cached = [], []
@@ -142,7 +146,9 @@ def first_and_cached(base: str, images: list[bytes], preview: bool = False, temp
         assert status == 200 and json.loads(call(f"{base}/api/status")[2])["network_passes"] == passes + 1
         first.append(seconds)
         for T in temperatures:
-            status, _, _, seconds = call(f"{base}/colorize/{headers['X-Image-Id']}?T={T}&format=jpg&preview={str(preview).lower()}")
+            status, _, _, seconds = call(
+                f"{base}/colorize/{headers['X-Image-Id']}?T={T}&format=jpg&preview={str(preview).lower()}"
+            )
             assert status == 200
             cached.append(seconds)
     return first, cached
@@ -153,25 +159,35 @@ def serving(cache_mib: int) -> Iterator[tuple[str, int]]:
     """`colorize serve` with the bundled model on a free loopback port: (base URL, its pid)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log = tempfile.TemporaryFile("w+")
-    command = [sys.executable, "-m", "colorize_core.cli", "serve", "--port", str(port), "--cache-mib", str(cache_mib), "--device", "cpu"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                call(f"{base}/api/model")
-                break
-            except urllib.error.URLError:
-                if server.poll() is not None or time.time() > deadline:
-                    log.seek(0)
-                    raise RuntimeError("colorize serve did not start:\n" + log.read()[-2000:]) from None
-                time.sleep(0.2)
-        yield base, server.pid
-    finally:
-        server.terminate()
-        server.wait(60)
-        log.close()
+    command = [
+        sys.executable,
+        "-m",
+        "colorize_core.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--cache-mib",
+        str(cache_mib),
+        "--device",
+        "cpu",
+    ]
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    call(f"{base}/api/model")
+                    break
+                except urllib.error.URLError:
+                    if server.poll() is not None or time.time() > deadline:
+                        log.seek(0)
+                        raise RuntimeError("colorize serve did not start:\n" + log.read()[-2000:]) from None
+                    time.sleep(0.2)
+            yield base, server.pid
+        finally:
+            server.terminate()
+            server.wait(60)
 
 
 def main() -> None:
@@ -229,9 +245,24 @@ def main() -> None:
     checks = [
         check("requests that succeeded", m["succeeded"] / args.requests, 1.0),
         check("RSS peak, second half / first half of the load", second_half / first_half, 1.1, higher_is_better=False),
-        check("cached T change / first colorization (1024×768, full resolution)", m["cached_T_change_median_s"] / m["first_colorization_median_s"], 0.10, higher_is_better=False),
-        check("cached T change / first colorization (12 MP scan, full resolution)", m["scan_12mp_T_change_full_median_s"] / m["scan_12mp_first_colorization_s"], 0.10, higher_is_better=False),
-        check("cached T change / first colorization (12 MP scan, slider preview)", m["scan_12mp_T_change_preview_median_s"] / m["scan_12mp_first_colorization_s"], 0.10, higher_is_better=False),
+        check(
+            "cached T change / first colorization (1024×768, full resolution)",
+            m["cached_T_change_median_s"] / m["first_colorization_median_s"],
+            0.10,
+            higher_is_better=False,
+        ),
+        check(
+            "cached T change / first colorization (12 MP scan, full resolution)",
+            m["scan_12mp_T_change_full_median_s"] / m["scan_12mp_first_colorization_s"],
+            0.10,
+            higher_is_better=False,
+        ),
+        check(
+            "cached T change / first colorization (12 MP scan, slider preview)",
+            m["scan_12mp_T_change_preview_median_s"] / m["scan_12mp_first_colorization_s"],
+            0.10,
+            higher_is_better=False,
+        ),
     ]
     report("serve", m, checks)
 

@@ -416,7 +416,7 @@ def serve(
     are deleted once read; only their log-probabilities stay, in memory, for the slider.
     """
     try:
-        from colorize_core.serve.app import ServeSettings, create_app, serve as run_server
+        from colorize_core.serve.app import ServeSettings, create_app, run_server
     except ImportError as error:
         raise click.ClickException(f'colorize serve needs the serve extra ({error.name} is missing): pip install -e ".[serve]"') from None
     from colorize_core.inference.colorizer import Colorizer

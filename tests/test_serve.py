@@ -99,7 +99,9 @@ def test_find_checkpoint_prefers_the_given_then_the_bundled_then_models_best(tmp
     assert model_info.find_checkpoint(tmp_path / "mine.pt", tmp_path) == tmp_path / "mine.pt"
     assert model_info.find_checkpoint(None, tmp_path) == BUNDLED_CHECKPOINT
     monkeypatch.setattr(model_info, "BUNDLED_CHECKPOINT", tmp_path / "gone.pt")
-    with pytest.raises(ValueError, match=r"no model to serve: the bundled .*gone.pt is missing and there is no models/best.pt"):
+    with pytest.raises(
+        ValueError, match=r"no model to serve: the bundled .*gone.pt is missing and there is no models/best.pt"
+    ):
         model_info.find_checkpoint(None, tmp_path)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "best.pt").write_bytes(b"")
@@ -183,7 +185,9 @@ def served(colorizer):
 def request(url: str, data=None, method: str = "GET", headers: dict | None = None) -> tuple[int, dict, bytes]:
     """(status, headers (any case), body) of one request; 4xx and 5xx answers too."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=headers or {})) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        ) as response:
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read()
@@ -228,7 +232,9 @@ def post_early_refused(url: str, parts: list[bytes], content_length: int | None)
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
     connection.putrequest("POST", "/colorize")
-    connection.putheader(*("Content-Length", str(content_length)) if content_length is not None else ("Transfer-Encoding", "chunked"))
+    connection.putheader(
+        *("Content-Length", str(content_length)) if content_length is not None else ("Transfer-Encoding", "chunked")
+    )
     connection.endheaders()
     for part in parts:
         connection.send(part if content_length is not None else b"%x\r\n%s\r\n" % (len(part), part))
@@ -322,7 +328,10 @@ def test_serve_command_options_and_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "fastapi", None)  # the base install, without the serve extra
     monkeypatch.delitem(sys.modules, "colorize_core.serve.app")
     result = runner.invoke(main, ["serve"])
-    assert result.exit_code == 1 and 'needs the serve extra (fastapi is missing): pip install -e ".[serve]"' in result.output
+    assert (
+        result.exit_code == 1
+        and 'needs the serve extra (fastapi is missing): pip install -e ".[serve]"' in result.output
+    )
 
 
 def free_port() -> int:
@@ -419,9 +428,23 @@ def test_the_page_in_headless_chromium(colorizer, forward_passes, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         box = page.locator("#compare").bounding_box()
         pixels = Image.open(shot).convert("RGB")
-        left = pixels.crop((int(box["x"]) + 5, int(box["y"]) + 40, int(box["x"] + 0.25 * box["width"]), int(box["y"] + box["height"]) - 5))
-        right = pixels.crop((int(box["x"] + 0.4 * box["width"]), int(box["y"]) + 40, int(box["x"] + box["width"]) - 5, int(box["y"] + box["height"]) - 5))
-        assert chroma(left).mean() < 2 < 5 < chroma(right).mean()  # gray left of the split, colour right of it
+        left = pixels.crop(
+            (
+                int(box["x"]) + 5,
+                int(box["y"]) + 40,
+                int(box["x"] + 0.25 * box["width"]),
+                int(box["y"] + box["height"]) - 5,
+            )
+        )
+        right = pixels.crop(
+            (
+                int(box["x"] + 0.4 * box["width"]),
+                int(box["y"]) + 40,
+                int(box["x"] + box["width"]) - 5,
+                int(box["y"] + box["height"]) - 5,
+            )
+        )
+        assert chroma(left).mean() < 2 and chroma(right).mean() > 5  # gray left of the split, colour right of it
 
         page.select_option("#format", "png")
         with page.expect_download() as download:
@@ -431,7 +454,9 @@ def test_the_page_in_headless_chromium(colorizer, forward_passes, tmp_path):
         assert saved.name == "cat_gray_color.png"
         with Image.open(saved) as downloaded:
             assert downloaded.size == (451, 300) and downloaded.format == "PNG"
-            np.testing.assert_allclose(lightness(downloaded), lightness(Image.open(tmp_path / "cat_gray.jpg")), atol=1.0)
+            np.testing.assert_allclose(
+                lightness(downloaded), lightness(Image.open(tmp_path / "cat_gray.jpg")), atol=1.0
+            )
 
         page.click("#photos li:nth-child(2)")  # the colour photo: compared with its original
         page.wait_for_function("document.getElementById('before-tag').textContent == 'original'")

@@ -25,7 +25,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -182,8 +182,10 @@ def create_app(colorizer: Colorizer, checkpoint: Path, settings: ServeSettings =
     )  # fmt: skip
     async def colorize(
         request: Request,
-        T: float | None = Query(None, description="temperature: 0 = the mode, 1 = the mean; default the model's own"),
-        format: Format = Query("png", description="png or jpg"),
+        T: Annotated[
+            float | None, Query(description="temperature: 0 = the mode, 1 = the mean; default the model's own")
+        ] = None,
+        format: Annotated[Format, Query(description="png or jpg")] = "png",
     ) -> Response:
         """Colorize the image sent as the request body (its raw bytes: JPEG, PNG, TIFF, WebP, ...).
 
@@ -195,7 +197,9 @@ def create_app(colorizer: Colorizer, checkpoint: Path, settings: ServeSettings =
         if length.isdigit() and int(length) > settings.max_upload_bytes:
             raise Refusal(413, f"upload: {int(length):,} bytes, more than {settings.max_upload_bytes:,}; refused")
         try:
-            upload = await receive_upload(request.stream(), server.upload_folder, settings.max_pixels, settings.max_upload_bytes)
+            upload = await receive_upload(
+                request.stream(), server.upload_folder, settings.max_pixels, settings.max_upload_bytes
+            )
         except UploadError as error:
             raise Refusal(error.status, str(error)) from None
         image_id = upload.sha256[:ID_LENGTH]
@@ -212,13 +216,17 @@ def create_app(colorizer: Colorizer, checkpoint: Path, settings: ServeSettings =
         response.headers.update(image_headers(image_id, prediction, T))
         return response
 
-    @app.get("/colorize/{image_id}", responses={**IMAGE_RESPONSE, 404: {"description": "not in the cache: POST it again"}})
+    @app.get(
+        "/colorize/{image_id}", responses={**IMAGE_RESPONSE, 404: {"description": "not in the cache: POST it again"}}
+    )
     async def recolor(
         image_id: str,
-        T: float | None = Query(None, description="temperature; default the model's own"),
-        format: Format = Query("png", description="png or jpg"),
-        preview: bool = Query(False, description=f"at most {PREVIEW_SIDE} pixels on the long side (what the page shows while the slider moves)"),
-        download: bool = Query(False, description="send as an attachment"),
+        T: Annotated[float | None, Query(description="temperature; default the model's own")] = None,
+        format: Annotated[Format, Query(description="png or jpg")] = "png",
+        preview: Annotated[
+            bool, Query(description=f"at most {PREVIEW_SIDE} pixels on the long side (the moving slider's)")
+        ] = False,
+        download: Annotated[bool, Query(description="send as an attachment")] = False,
     ) -> Response:
         """A posted image at another temperature, re-decoded from its cached log-probabilities
         (no network pass)."""
@@ -230,7 +238,10 @@ def create_app(colorizer: Colorizer, checkpoint: Path, settings: ServeSettings =
             response.headers["Content-Disposition"] = "attachment"
         return response
 
-    @app.get("/colorize/{image_id}/gray", responses={200: {"content": {"image/png": {}}}, 404: {"description": "not in the cache"}})
+    @app.get(
+        "/colorize/{image_id}/gray",
+        responses={200: {"content": {"image/png": {}}}, 404: {"description": "not in the cache"}},
+    )
     async def gray(image_id: str) -> Response:
         """The posted image's lightness as neutral gray: what the network saw (PNG)."""
         prediction = server.cached(image_id)
@@ -246,7 +257,7 @@ async def sweep(cache: PredictionCache, every_seconds: float) -> None:
         cache.stats()
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
+def run_server(app: FastAPI, host: str, port: int) -> None:
     """Run the application with uvicorn until interrupted."""
     import uvicorn
 

@@ -72,7 +72,9 @@ def has_colour(picture: Image.Image) -> bool:
     return bool(np.any(np.hypot(ab[..., 0], ab[..., 1]) > GRAYSCALE_MAX_CHROMA))
 
 
-def predict(colorizer: Colorizer, path: Path, max_pixels: int, name: str = "upload", lock: threading.Lock | None = None) -> Prediction:
+def predict(
+    colorizer: Colorizer, path: Path, max_pixels: int, name: str = "upload", lock: threading.Lock | None = None
+) -> Prediction:
     """Decode one image file and run the network on it once.
 
     ``lock``, when given, is held from decoding to the end of the network pass, so that concurrent
@@ -91,7 +93,9 @@ def predict(colorizer: Colorizer, path: Path, max_pixels: int, name: str = "uplo
         log_probs = colorizer.log_probs(padded[None])  # (1, Q, H'/4, W'/4)
     log_probs = log_probs[0, :, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE].contiguous()  # (Q, h/4, w/4)
     lightness = lightness_of(picture)
-    return Prediction(lightness, preview_of(lightness), log_probs, has_colour(picture), pil_format, metadata_of(picture))
+    return Prediction(
+        lightness, preview_of(lightness), log_probs, has_colour(picture), pil_format, metadata_of(picture)
+    )
 
 
 def preview_of(lightness: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterable
 
 from colorize_core.images import ImageError
 from colorize_core.inference.photo import STREAM_HEAD_BYTES, check_stream_head

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import png_with_claimed_size, skimage_photo
+from helpers import encode_png, png_with_claimed_size, skimage_photo
 from PIL import Image
 from skimage.color import rgb2lab
 
@@ -460,6 +460,17 @@ def test_the_page_in_headless_chromium(colorizer, forward_passes, tmp_path):
 
         page.click("#photos li:nth-child(2)")  # the colour photo: compared with its original
         page.wait_for_function("document.getElementById('before-tag').textContent == 'original'")
-        assert forward_passes[0] == 2 and outside == []
+        assert forward_passes[0] == 2
+
+        # drag and drop: a file dropped on the drop zone is uploaded like a chosen one
+        dropped = page.evaluate_handle(
+            """(bytes) => { const transfer = new DataTransfer();
+                transfer.items.add(new File([new Uint8Array(bytes)], 'dropped.png', {type: 'image/png'}));
+                return transfer; }""",
+            list(encode_png(skimage_photo("coffee")[:200, :300])),
+        )
+        page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+        page.wait_for_function("document.querySelector('#photos li:nth-child(3) small')?.textContent == '300 × 200'")
+        assert forward_passes[0] == 3 and outside == []
         browser.close()
     print(f"screenshot: {shot}")

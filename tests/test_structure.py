@@ -22,6 +22,7 @@ FLOORS = [
     ("training", ["train"]),
     ("inference", ["inference"]),
     ("evaluation", ["evaluate"]),
+    ("web page", ["serve"]),
     ("command line", ["cli"]),
 ]
 

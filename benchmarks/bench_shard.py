@@ -26,7 +26,8 @@ from common import SHARED, check, interleaved_medians, report  # noqa: E402
 from colorize_core.config import ShardParams  # noqa: E402
 from colorize_core.data.sample import Record, write_list  # noqa: E402
 from colorize_core.data.shard import resolve_workers, run_shard  # noqa: E402
-from colorize_core.quantize import AbGrid, srgb_lut  # noqa: E402
+from colorize_core.ab_grid import AbGrid  # noqa: E402
+from colorize_core.quantize import srgb_lut  # noqa: E402
 
 SIZE = 256
 

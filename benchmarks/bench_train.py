@@ -28,7 +28,8 @@ from colorize_core.data.sample import Record, write_list  # noqa: E402
 from colorize_core.data.shard import run_shard  # noqa: E402
 from colorize_core.data.shard_format import shard_urls  # noqa: E402
 from colorize_core.model import ModelConfig, build_model  # noqa: E402
-from colorize_core.quantize import AbGrid, srgb_lut  # noqa: E402
+from colorize_core.ab_grid import AbGrid  # noqa: E402
+from colorize_core.quantize import srgb_lut  # noqa: E402
 from colorize_core.train.data import batches  # noqa: E402
 from colorize_core.train.loss import RebalancedCrossEntropy  # noqa: E402
 from colorize_core.train.step import training_step  # noqa: E402

@@ -15,7 +15,7 @@ import numpy as np
 
 from colorize_core.constants import SOFT_ENCODING_NEIGHBOURS, SOFT_ENCODING_SIGMA
 from colorize_core.io import atomic_write_json
-from colorize_core.quantize import AbGrid
+from colorize_core.ab_grid import AbGrid
 
 BINS_FORMAT = 1
 

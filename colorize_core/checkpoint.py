@@ -9,6 +9,7 @@ file that carries a pickled object is refused instead of run.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import pickle
 from dataclasses import dataclass
@@ -62,6 +63,18 @@ class Checkpoint:
         buffer = io.BytesIO()
         torch.save(self.to_dict(), buffer)
         atomic_write_bytes(path, buffer.getvalue())
+
+    def weights_digest(self) -> str:
+        """sha256 of what colorizing reads (architecture, bins, sizes and every weight's name, dtype,
+        shape and values): equal for checkpoints that colorize identically, whatever their epoch,
+        kind or validation loss say."""
+        seen = (self.config.to_dict(), self.bins.to_dict(), self.train_size, self.view_size)
+        digest = hashlib.sha256(repr(seen).encode())
+        for name in sorted(self.state_dict):
+            tensor = self.state_dict[name].detach().cpu().contiguous()
+            digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        return digest.hexdigest()
 
     def half(self) -> "Checkpoint":
         """The same checkpoint with its floating-point weights stored in fp16 (half the file);

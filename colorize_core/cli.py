@@ -1,4 +1,4 @@
-"""The ``colorize`` command line: one sub-command per pipeline stage, plus ``photo``.
+"""The ``colorize`` command line: one sub-command per pipeline stage, plus ``photo`` and ``serve``.
 
 The DVC stages (``stages/*.py``) call these commands with the paths that ``dvc.yaml`` names.
 """
@@ -13,15 +13,25 @@ import click
 
 from colorize_core.config import (
     BATCH_SIZE,
+    CACHE_MIB,
+    CACHE_SECONDS,
     MAX_PIXELS,
     NETWORK_SIZE,
+    PORT,
     SMOOTHING,
     TEMPERATURE,
     Limit,
     Params,
     load_params,
 )
-from colorize_core.constants import DEFAULT_MAX_PIXELS, DEFAULT_SMOOTHING_SECONDS
+from colorize_core.constants import (
+    DEFAULT_CACHE_MIB,
+    DEFAULT_CACHE_SECONDS,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_SERVE_HOST,
+    DEFAULT_SERVE_PORT,
+    DEFAULT_SMOOTHING_SECONDS,
+)
 from colorize_core.images import ImageError
 
 log = logging.getLogger("colorize_core")
@@ -78,7 +88,7 @@ def suffix_option(ctx: click.Context, param: click.Parameter, value: str) -> str
 
 
 #: The order of ``colorize --help``: what most users want first, then the stages in pipeline order.
-COMMAND_ORDER = ("photo", "video", "sample", "shard", "histogram", "train", "decode", "evaluate", "export")
+COMMAND_ORDER = ("photo", "video", "serve", "sample", "shard", "histogram", "train", "decode", "evaluate", "export")
 
 
 class PipelineGroup(click.Group):
@@ -95,7 +105,8 @@ def main(verbose: bool, debug: bool) -> None:
 
     Stages, in order: sample -> shard -> histogram -> train -> decode -> evaluate.
     `dvc repro` runs them all; each is also a command here. `colorize photo` colorizes your
-    own photos with a trained checkpoint, `colorize video` a film.
+    own photos with a trained checkpoint, `colorize video` a film; `colorize serve` colorizes photos
+    in a local web page.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
 
@@ -443,6 +454,46 @@ def video(
     click.echo(summary.report(), err=True)
     if summary.damaged:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A trained checkpoint. Default: the model bundled with the package, else models/best.pt.")
+@click.option("--host", default=DEFAULT_SERVE_HOST, show_default=True, help="Address to listen on; the default is reachable from this machine only.")
+@click.option("--port", type=int, default=DEFAULT_SERVE_PORT, callback=within(PORT), show_default=True)
+@click.option("--size", type=int, default=None, callback=within(NETWORK_SIZE), help="Short side of the network's view of a photo. Default: the checkpoint's own.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, callback=within(MAX_PIXELS), show_default=True, help="Refuse uploads whose header claims more pixels.")
+@click.option("--cache-mib", type=int, default=DEFAULT_CACHE_MIB, callback=within(CACHE_MIB), show_default=True, help="Memory for the photos' log-probabilities and lightness (least recently used dropped first).")
+@click.option("--cache-seconds", type=int, default=DEFAULT_CACHE_SECONDS, callback=within(CACHE_SECONDS), show_default=True, help="Drop a photo from the cache this long after its last use.")
+@friendly_errors
+def serve(
+    checkpoint: Path | None,
+    host: str,
+    port: int,
+    size: int | None,
+    device: str,
+    max_pixels: int,
+    cache_mib: int,
+    cache_seconds: int,
+) -> None:
+    """A local web page to colorize photos: drag and drop, a live temperature slider, a
+    before | after view, downloads; and the HTTP API it uses (POST /colorize, /openapi.json).
+
+    Needs the serve extra: pip install -e ".[serve]". Uploads go to a private temporary folder and
+    are deleted once read; only their log-probabilities stay, in memory, for the slider.
+    """
+    try:
+        from colorize_core.serve.app import ServeSettings, create_app, run_server
+    except ImportError as error:
+        raise click.ClickException(f'colorize serve needs the serve extra ({error.name} is missing): pip install -e ".[serve]"') from None
+    from colorize_core.inference.colorizer import Colorizer
+    from colorize_core.serve.model_info import find_checkpoint
+
+    path = find_checkpoint(checkpoint, Path.cwd())
+    colorizer = Colorizer.from_checkpoint(path, device, size)
+    settings = ServeSettings(max_pixels=max_pixels, cache_bytes=cache_mib << 20, cache_seconds=cache_seconds)
+    click.echo(f"colorize serve: {path} on http://{host}:{port}/ (Ctrl+C stops it)", err=True)
+    run_server(create_app(colorizer, path, settings), host, port)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ NETWORK_SIZE = Limit(16, 4096, "a short side in pixels")  # the network's view o
 BATCH_SIZE = Limit(1, 1024, "a number of images")
 MAX_PIXELS = Limit(1, 1_000_000_000, "a pixel count")  # images claiming more are refused unread
 TEMPERATURE = Limit(0, 100, "a temperature (0 = the mode, 1 = the mean)")
+PORT = Limit(0, 65535, "a TCP port (0: any free one)")  # colorize serve
+CACHE_MIB = Limit(1, 1 << 20, "a size in MiB")
+CACHE_SECONDS = Limit(1, 30 * 24 * 3600, "a time in seconds")
 SMOOTHING = Limit(0, 60, "a time constant in seconds (0 = every frame on its own)")  # colorize video --smooth
 
 

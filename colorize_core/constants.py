@@ -72,6 +72,15 @@ VIDEO_END_TOLERANCE_SECONDS = 0.5
 #: Images whose header claims more pixels than this are refused before decoding.
 DEFAULT_MAX_PIXELS = 200_000_000
 
+# --- colorize serve --------------------------------------------------------------------
+#: Where the local web page listens unless told otherwise (loopback only: not reachable from elsewhere).
+DEFAULT_SERVE_HOST = "127.0.0.1"
+DEFAULT_SERVE_PORT = 8000
+#: The server keeps each photo's network log-probabilities and lightness, for the temperature
+#: slider, in a cache of at most this many MiB, each for at most this many seconds after its last use.
+DEFAULT_CACHE_MIB = 512
+DEFAULT_CACHE_SECONDS = 3600
+
 #: File extensions that the folder sources pick up (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

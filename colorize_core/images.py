@@ -98,7 +98,7 @@ def load_pixels(image: Image.Image, draft_size: int | None = None, upright: bool
     upright : apply the EXIF orientation now; pass False to apply it later with :func:`upright`
         (cheaper on a resized image).
     """
-    name = getattr(image, "filename", None) or "<stream>"
+    name = getattr(image, "filename", None) or describe(getattr(image, "fp", None) or "<stream>")
     try:
         if draft_size is not None and image.format == "JPEG":
             image.draft(image.mode if image.mode in ("L", "RGB") else None, (draft_size, draft_size))

@@ -1,6 +1,7 @@
 """Progress for every long loop: a tqdm bar on a terminal; elsewhere (``dvc repro > log.txt``, CI)
-a plain line at every tenth of the way, or each minute when the total is unknown.
-``TQDM_DISABLE=1`` silences both."""
+a plain line when a tenth of the way is crossed and a minute has passed since the last line (each
+minute when the total is unknown). A loop shorter than a minute prints nothing: the stage's own
+summary line follows it. ``TQDM_DISABLE=1`` silences both."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import sys
 import time
 
 from tqdm.auto import tqdm
+
+
+#: Seconds between two progress lines off a terminal.
+LINE_INTERVAL = 60.0
 
 
 class LineProgress:
@@ -41,10 +46,9 @@ class LineProgress:
 
     def update(self, count: int = 1) -> None:
         self.n += count
-        if self.total and self._tenth() >= self.next_tenth:
+        crossed = not self.total or self._tenth() >= self.next_tenth
+        if crossed and time.monotonic() - self.last_line >= LINE_INTERVAL:
             self.next_tenth = self._tenth() + 1
-            self._line()
-        elif not self.total and time.monotonic() - self.last_line >= 60:
             self._line()
 
     def __iter__(self):
@@ -61,8 +65,6 @@ class LineProgress:
             print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if not self.closed and (not self.total or self.n < self.total or self.next_tenth <= 10):
-            self._line()  # the final count, unless the 100 % line said it
         self.closed = True
 
     def __enter__(self) -> "LineProgress":

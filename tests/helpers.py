@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -105,7 +107,8 @@ def tiny_checkpoint(path: Path, train_size: int = 32, seed: int = 0) -> Path:
     from colorize_core.config import HistogramParams
     from colorize_core.data.histogram import bins_from_counts
     from colorize_core.model import ModelConfig, build_model
-    from colorize_core.quantize import AbGrid, srgb_lut
+    from colorize_core.ab_grid import AbGrid
+    from colorize_core.quantize import srgb_lut
 
     grid = AbGrid(16)
     counts = np.where(srgb_lut(16).in_gamut, np.arange(grid.num_cells) % 7 + 1, 0)
@@ -180,3 +183,21 @@ def run_until(target: str, calls: int, argv: list[str], event: Path, **popen) ->
             raise AssertionError(f"the child never reached {target} call {calls} (exit {process.poll()})")
         time.sleep(0.01)
     return process
+
+
+#: Identity for git commits made by tests in throwaway repositories.
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def copy_of_the_repository(target: Path) -> Path:
+    """The project's tracked files in a fresh git repository (one commit), without its data."""
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (root / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, target / name)
+    env = {**os.environ, **GIT_IDENTITY}
+    for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        subprocess.run(argv, cwd=target, env=env, capture_output=True, check=True)
+    return target

@@ -76,3 +76,30 @@ def test_full_resolution_output_keeps_size_and_lightness(tmp_path):
     expected_l = rgb2lab(np.repeat((gray16 / 65535.0)[..., None], 3, -1))[..., 0]
     assert np.abs(rgb2lab(np.asarray(colour) / 255.0)[..., 0] - expected_l).max() < 0.6
     assert np.abs(lightness_of(Image.fromarray(gray16)) - expected_l).max() < 1e-3  # 16 bits kept
+
+
+def test_checkpoints_with_the_same_weights_are_decoded_once(tmp_path):
+    """best.pt and last.pt of a run whose last epoch was its best: one folder of images, and the
+    manifest says which name stands for which; a checkpoint with other weights is decoded."""
+    import dataclasses
+    import json
+
+    from colorize_core.checkpoint import load_checkpoint
+    from colorize_core.config import DecodeParams, Params
+    from colorize_core.inference.decode_stage import run_decode
+    from helpers import colour_photos, tiny_checkpoint, write_lists
+
+    models = tmp_path / "models"
+    models.mkdir()
+    best = load_checkpoint(tiny_checkpoint(models / "best.pt", seed=0))
+    dataclasses.replace(best, kind="last", epoch=7, val_loss=2.5).save(models / "last.pt")  # same weights
+    tiny_checkpoint(models / "other.pt", seed=1)
+    lists = write_lists(tmp_path / "lists", [], test=colour_photos(tmp_path / "photos", 2))
+    params = Params(T=0.38, temperatures=[0.38], decode=DecodeParams(checkpoints=["best", "last", "other"]))
+
+    manifest = run_decode(params, lists, models, tmp_path / "decoded")
+
+    assert manifest["checkpoints"] == ["best", "other"] and manifest["same_as"] == {"last": "best"}
+    assert json.loads((tmp_path / "decoded" / "manifest.json").read_text())["same_as"] == {"last": "best"}
+    assert sorted(p.name for p in (tmp_path / "decoded").iterdir() if p.is_dir()) == ["best", "other"]
+    assert len(list((tmp_path / "decoded" / "best" / "T0.38").glob("*.png"))) == 2

@@ -160,7 +160,7 @@ def render(page_path: Path, screenshot: Path) -> dict:
         page.goto(page_path.resolve().as_uri())
         page.wait_for_load_state("load")
         images = page.evaluate(
-            "Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0,"
+            "Array.from(document.images).filter(i => !i.closest('#lightbox')).map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0,"
             " box: (r => [r.x + scrollX, r.y + scrollY, r.width, r.height])(i.getBoundingClientRect())}))"
         )
         page.screenshot(path=str(screenshot), full_page=True)
@@ -192,6 +192,60 @@ def test_page_opens_in_headless_chromium_and_shows_every_image(adhoc_report, tmp
     broken.write_text(html[:first] + "src='missing.jpg" + html[html.index("'", first + 5) :])
     result = render(broken, tmp_path / "broken.png")
     assert drawn_images(result, tmp_path / "broken.png").count(False) == 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_thumbnail_opens_its_full_size_file(adhoc_report):
+    """Clicking the original's thumbnail shows the source photo at its own resolution; the gray
+    input's shows it through a grayscale filter."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto((adhoc_report / "index.html").resolve().as_uri())
+        shown = []
+        for alt in ("original", "gray input"):
+            page.locator(f"a.full img[alt^='{alt} ']").first.click()
+            page.wait_for_function("document.querySelector('#lightbox img').complete")
+            shown.append(page.evaluate(
+                "(i => [getComputedStyle(i.parentNode).display, i.naturalWidth, i.naturalHeight, i.style.filter])"
+                "(document.querySelector('#lightbox img'))"
+            ))
+            page.locator("#lightbox").click()
+        browser.close()
+    width, height = Image.open(sorted((adhoc_report.parent / "images").glob("*/*.png"))[0]).size  # astronaut
+    assert shown == [["flex", width, height, ""], ["flex", width, height, "grayscale(1)"]]
+
+
+def test_the_page_has_one_summary_a_banner_and_says_when_too_few_images(adhoc_report):
+    page = (adhoc_report / "index.html").read_text()
+    assert page.count("<table") == 2  # the summary and the real-grayscale table
+    assert "Model: eccv16 width 0.125, checkpoint tiny" in page and "(ad hoc)" in page
+    assert "only 3 test images" in page and "Toy demo" not in page
+    markdown = (adhoc_report / "classification.md").read_text()
+    summary = markdown[markdown.index("## Summary") : markdown.index("## Per image")]
+    assert summary.count("| ORIGINAL") == 1 and "### Checkpoint" not in markdown
+    sweep = Image.open(adhoc_report / "figures" / "temperature_sweep.png")
+    assert abs(sweep.size[0] / sweep.size[1] - 4 / 3) < 0.2  # gray, t=0, t=0.38, original over 3 even rows
+
+
+def test_one_summary_table_labels_each_checkpoint_when_there_are_several():
+    from colorize_core.evaluate.report import ReportInfo, one_table
+
+    def row(image, checkpoint, variant, top1):
+        return dict(image=image, checkpoint=checkpoint, variant=variant, true_class=1, top1_correct=top1,
+                    top5_correct=1, true_confidence=0.5, psnr=20.0, auc=0.9, auc_rebalanced=0.8,
+                    colourfulness=30.0, colourfulness_diff=1.0)
+
+    rows = [row(i, c, v, t) for i in range(2) for c, v, t in
+            [("-", "ORIGINAL", 1), ("-", "BW IMG", 0), ("best", "t=0.38", i), ("last", "t=0.38", 1)]]
+    info = ReportInfo("c", {"best": "", "last": ""}, [0.38], 0.38, "best")
+    table = one_table(rows, info)
+    assert list(table.index) == ["ORIGINAL", "best t=0.38", "last t=0.38", "BW IMG"]
+    assert list(table["top1"]) == [1.0, 0.5, 1.0, 0.0]
+    single = one_table(rows, ReportInfo("c", {"best": ""}, [0.38], 0.38, "best"))
+    assert list(single.index) == ["ORIGINAL", "t=0.38", "BW IMG"]
 
 
 def test_metrics_put_the_headline_first(adhoc_report):

@@ -15,7 +15,7 @@ from colorize_core.data.histogram import (
     smooth,
 )
 from colorize_core.data.shard import run_shard
-from colorize_core.quantize import AbGrid
+from colorize_core.ab_grid import AbGrid
 
 GRID = AbGrid(10)  # sigma 5 spans half a cell, so neighbours receive visible mass
 

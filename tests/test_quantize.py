@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
-from colorize_core.quantize import AbGrid, srgb_lut
+from colorize_core.ab_grid import AbGrid
+
+from colorize_core.quantize import srgb_lut
 
 
 def test_grid_geometry():

@@ -15,13 +15,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "colorize_core"
 FLOORS = [
     ("base", ["constants", "io", "progress", "device", "registry", "figures"]),
     ("pixels", ["color", "images", "imagenet"]),
-    ("ab plane", ["quantize", "bins"]),
+    ("ab plane", ["ab_grid", "quantize", "bins"]),
     ("configuration", ["config"]),
     ("networks", ["efficientnet_lite", "pretrained", "model", "checkpoint"]),
     ("data stages", ["data"]),
     ("training", ["train"]),
     ("inference", ["inference"]),
     ("evaluation", ["evaluate"]),
+    ("web page", ["serve"]),
     ("command line", ["cli"]),
 ]
 

@@ -18,7 +18,7 @@ from colorize_core.checkpoint import CheckpointError, load_checkpoint
 from colorize_core.config import HistogramParams, ShardParams, TrainParams, to_dict
 from colorize_core.data.histogram import nearest_kept, run_histogram
 from colorize_core.data.shard import run_shard
-from colorize_core.quantize import AbGrid
+from colorize_core.ab_grid import AbGrid
 from colorize_core.train.loss import RebalancedCrossEntropy
 from colorize_core.train.trainer import run_train
 

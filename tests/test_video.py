@@ -226,11 +226,11 @@ def test_block_histograms_match_numpy():
 def test_the_progress_line_off_a_terminal_shows_frames_per_second_and_time_left(monkeypatch, capsys):
     from colorize_core import progress
 
-    clock = iter([0.0, 10.0, 10.0])  # the start, then the first tenth's line (and its time) 10 s later
+    clock = iter([0.0, 100.0, 100.0, 100.0])  # the start, then a tenth of the way 100 s later
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     bar = progress.LineProgress(total=100, desc="film.mkv", unit="frame")
     bar.update(10)
-    assert capsys.readouterr().err.strip() == "film.mkv: 10/100 frame (10%) in 10 s, 1.0 frame/s, about 90 s left"
+    assert capsys.readouterr().err.strip() == "film.mkv: 10/100 frame (10%) in 100 s, 0.1 frame/s, about 900 s left"
 
 
 def test_frames_stream_through_one_batch_at_a_time():

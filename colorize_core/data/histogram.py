@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from colorize_core.ab_grid import AbGrid
 from colorize_core.bins import Bins
 from colorize_core.config import HistogramParams
 from colorize_core.data.shard_format import CELL_KEY, read_index, read_samples, shard_urls
 from colorize_core.figures import pyplot, save_figure
 from colorize_core.progress import progress
-from colorize_core.quantize import AbGrid
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +94,21 @@ def bins_from_counts(counts: np.ndarray, grid: AbGrid, params: HistogramParams) 
 
 
 def plot_bins(bins: Bins, path: Path) -> None:
-    """The kept bins on the ab plane: their colours, and log10 of their smoothed frequency."""
+    """The kept bins on the ab plane: their colours, and log10 of their smoothed frequency.
+
+    The swatches are painted with scikit-image's Lab -> sRGB (clipped), not color.py: the stage
+    only counts cells, so the pipeline's own conversion is not one of its dependencies.
+    """
     plt = pyplot()
 
-    from colorize_core.color import srgb_from_lab_in_gamut
+    from skimage.color import lab2rgb
 
     grid = bins.grid
     n = grid.cells_per_axis
     extent = (grid.low, grid.low + n * grid.cell)
     colours = np.ones((n * n, 3))
     lab = np.concatenate([np.full((bins.num_classes, 1), 60.0), bins.centres], axis=1)
-    colours[bins.kept_cells] = srgb_from_lab_in_gamut(lab)
+    colours[bins.kept_cells] = np.clip(lab2rgb(lab[None])[0], 0, 1)
     log_prior = np.full(n * n, np.nan)
     log_prior[bins.kept_cells] = np.log10(bins.prior)
 

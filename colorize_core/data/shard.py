@@ -37,7 +37,8 @@ from colorize_core.data.shard_format import (
 from colorize_core.images import GRAY_MODES, ImageError, load_rgb8
 from colorize_core.io import atomic_write_csv, atomic_write_json, file_sha256, remove_stale_temporaries
 from colorize_core.progress import progress
-from colorize_core.quantize import AbGrid, srgb_lut
+from colorize_core.ab_grid import AbGrid
+from colorize_core.quantize import srgb_lut
 
 log = logging.getLogger(__name__)
 

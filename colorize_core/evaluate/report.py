@@ -19,6 +19,7 @@ import base64
 import html
 import io
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +28,20 @@ import pandas as pd
 from PIL import Image
 
 from colorize_core.constants import GRAYSCALE_MAX_CHROMA
-from colorize_core.evaluate.evaluation import GRAYSCALE, NO_CHECKPOINT, ORIGINAL, Evaluation, variant_name
+from colorize_core.evaluate.evaluation import (
+    GRAYSCALE,
+    NO_CHECKPOINT,
+    ORIGINAL,
+    THUMBNAIL_SIDE,
+    Evaluation,
+    variant_name,
+)
 from colorize_core.figures import pyplot, save_figure
+from colorize_core.inference.decode_stage import temperature_dir
 from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text
 
+#: Fewer images than this make a curve (or a mean) too noisy to compare runs by; the page says so.
+MIN_IMAGES_FOR_CURVES = 20
 #: The figures a run is judged by, first in metrics.json (and so in `dvc exp show`).
 HEADLINE_KEYS = ("top1", "auc", "auc_rebalanced", "colourfulness_diff")
 SUMMARY_COLUMNS = {
@@ -58,6 +69,9 @@ class ReportInfo:
     figure_images: int = 4
     gallery_images: int = 24
     notes: list[str] = field(default_factory=list)
+    banner: str = ""  # which model and data made the page, one sentence
+    demo: bool = False  # the embedded toy demo: the page says its colours mean nothing
+    decoded_dir: Path | None = None  # the decode stage's full-resolution images, linked from the thumbnails
 
 
 def variant_order(temperatures: list[float]) -> list[str]:
@@ -99,6 +113,23 @@ def grayscale_table(rows: list[dict], checkpoint: str, temperatures: list[float]
     table["top5"] = labelled.groupby("variant")["top5_correct"].mean()
     table["true_confidence"] = labelled.groupby("variant")["true_confidence"].mean()
     return table
+
+
+def one_table(rows: list[dict], info: ReportInfo, table_of=summary_table) -> pd.DataFrame:
+    """Every checkpoint's colorizations in one table, between the rows that need no checkpoint
+    (the original first, the gray input last). A row is ``t=0.38``, or ``last t=0.38`` when
+    several checkpoints are scored."""
+    tables = {c: table_of(rows, c, info.temperatures) for c in info.checkpoints}
+    first = next(iter(tables.values()))
+    colorized = [variant_name(T) for T in info.temperatures]
+    parts = [first.loc[[v for v in first.index if v == ORIGINAL]]]
+    for checkpoint, table in tables.items():
+        part = table.loc[colorized]
+        if len(tables) > 1:
+            part.index = pd.Index([f"{checkpoint} {v}" for v in colorized], name="variant")
+        parts.append(part)
+    parts.append(first.loc[[GRAYSCALE]])
+    return pd.concat(parts)
 
 
 def _format_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -153,23 +184,60 @@ def grayscale_metrics(rows: list[dict], info: ReportInfo) -> dict:
 # --- figures ----------------------------------------------------------------------------------
 
 
+def too_few_warnings(rows: list[dict]) -> list[str]:
+    """One sentence per curve drawn from fewer than MIN_IMAGES_FOR_CURVES images."""
+    frame = pd.DataFrame(rows)
+    images = frame["image"].nunique()
+    labelled = frame.loc[frame["true_class"] >= 0, "image"].nunique()
+    warnings = []
+    if labelled < MIN_IMAGES_FOR_CURVES:
+        warnings.append(
+            f"Accuracy curves: only {labelled} test images have an ImageNet label "
+            f"(fewer than {MIN_IMAGES_FOR_CURVES}), too few to compare runs by."
+        )
+    if images < MIN_IMAGES_FOR_CURVES:
+        warnings.append(
+            f"AuC and colourfulness curves: only {images} test images (fewer than {MIN_IMAGES_FOR_CURVES}), "
+            "too few to compare runs by."
+        )
+    return warnings
+
+
+def letterboxed(rgb: np.ndarray, side: int) -> np.ndarray:
+    """The image centred on a light-gray (side, side, 3) square, so that rows of a figure are even."""
+    canvas = np.full((side, side, 3), 240, np.uint8)
+    h, w = rgb.shape[:2]
+    scale = side / max(h, w)
+    if scale != 1:
+        rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC))
+        h, w = rgb.shape[:2]
+    top, left = (side - h) // 2, (side - w) // 2
+    canvas[top : top + h, left : left + w] = rgb
+    return canvas
+
+
 def plot_temperature_sweep(evaluation: Evaluation, info: ReportInfo, path: Path) -> None:
-    """The study's Figure 4: one row per image, one column per T, the original last."""
+    """The study's Figure 4: one row per image, the gray input first, one column per T, the
+    original last; every cell the same square, so the rows are even."""
     plt = pyplot()
 
     keys = list(evaluation.thumbnails)[: info.figure_images]
-    columns = [(info.headline_checkpoint, variant_name(T)) for T in info.temperatures] + [(NO_CHECKPOINT, ORIGINAL)]
+    columns = [
+        (NO_CHECKPOINT, GRAYSCALE),
+        *((info.headline_checkpoint, variant_name(T)) for T in info.temperatures),
+        (NO_CHECKPOINT, ORIGINAL),
+    ]
+    titles = {ORIGINAL: "original", GRAYSCALE: "gray input"}
     fig, axes = plt.subplots(
         len(keys), len(columns), figsize=(2.2 * len(columns), 2.2 * len(keys)), squeeze=False, constrained_layout=True
     )
     for r, key in enumerate(keys):
         for c, column in enumerate(columns):
             ax = axes[r, c]
-            ax.imshow(evaluation.thumbnails[key][column])
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.imshow(letterboxed(evaluation.thumbnails[key][column], THUMBNAIL_SIDE))
+            ax.axis("off")
             if r == 0:
-                ax.set_title(column[1] if column[1] != ORIGINAL else "original", fontsize=11)
+                ax.set_title(titles.get(column[1], column[1]), fontsize=11)
     fig.suptitle(f"Annealed-mean temperature sweep (checkpoint {info.headline_checkpoint})")
     save_figure(fig, path, dpi=100)
 
@@ -178,6 +246,12 @@ def plot_metrics_vs_temperature(rows: list[dict], info: ReportInfo, path: Path) 
     """Top-1 accuracy, AuC and colourfulness against T, per checkpoint, with the original and gray."""
     plt = pyplot()
 
+    frame = pd.DataFrame(rows)
+    counts = {
+        "top1": frame.loc[frame["true_class"] >= 0, "image"].nunique(),
+        "auc": frame["image"].nunique(),
+        "colourfulness": frame["image"].nunique(),
+    }
     panels = [("top1", "top-1 accuracy"), ("auc", "AuC"), ("colourfulness", "colourfulness")]
     fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8), constrained_layout=True)
     tables = {c: summary_table(rows, c, info.temperatures) for c in info.checkpoints}
@@ -192,7 +266,8 @@ def plot_metrics_vs_temperature(rows: list[dict], info: ReportInfo, path: Path) 
                 ax.axhline(value, color=style[0], linestyle=style[1:], label=variant.lower())
         ax.axvline(info.T, color="0.75", linewidth=0.8)
         ax.set_xlabel("temperature T")
-        ax.set_title(label)
+        few = counts[column] < MIN_IMAGES_FOR_CURVES
+        ax.set_title(f"{label}\n(only {counts[column]} images: too few to compare)" if few else label, fontsize=10 if few else 12)
     axes[0].legend(fontsize=8)
     save_figure(fig, path, dpi=100)
 
@@ -205,9 +280,11 @@ def _label(row: pd.Series) -> str:
     return f"{row['top1_name']} ({row['top1_confidence']:.2f}){mark}"
 
 
-def _header(info: ReportInfo, evaluation: Evaluation) -> list[str]:
+def _header(info: ReportInfo, evaluation: Evaluation, with_banner: bool = True) -> list[str]:
     frame = pd.DataFrame(evaluation.rows)
     lines = [
+        *([f"- **{DEMO_BANNER}**"] if info.demo and with_banner else []),
+        *([f"- {info.banner}"] if info.banner and with_banner else []),
         f"- classifier: **{info.classifier}**",
         *(f"- checkpoint **{name}**: {text}" for name, text in info.checkpoints.items()),
         f"- images: **{frame['image'].nunique()}** ({frame.loc[frame['true_class'] >= 0, 'image'].nunique()} with an "
@@ -227,18 +304,14 @@ def write_grayscale_markdown(evaluation: Evaluation, info: ReportInfo, path: Pat
         f"classifier ({info.classifier}) alone compares the gray photo with its colorizations.",
         "",
     ]
-    for checkpoint in info.checkpoints:
-        table = grayscale_table(evaluation.grayscale_rows, checkpoint, info.temperatures)
-        lines += [f"## Checkpoint `{checkpoint}`", "", _format_table(table).to_markdown(), ""]
+    lines += [_format_table(one_table(evaluation.grayscale_rows, info, grayscale_table)).to_markdown(), ""]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def write_markdown(evaluation: Evaluation, info: ReportInfo, path: Path) -> None:
     frame = pd.DataFrame(evaluation.rows)
     lines = ["# Classification of colorized images", "", *_header(info, evaluation), ""]
-    lines += ["## Summary", ""]
-    for checkpoint in info.checkpoints:
-        lines += [f"### Checkpoint `{checkpoint}`", "", _format_table(summary_table(evaluation.rows, checkpoint, info.temperatures)).to_markdown(), ""]
+    lines += ["## Summary", "", _format_table(one_table(evaluation.rows, info)).to_markdown(), ""]
     lines += ["## Per image", "", f"Checkpoint `{info.headline_checkpoint}`; label (confidence), ✓ correct, ✗ wrong.", ""]
     order = variant_order(info.temperatures)
     for key in evaluation.thumbnails:
@@ -278,7 +351,36 @@ figure.fig img { max-width: 100%; }
 .item img { width: 100%; height: 170px; object-fit: contain; background: #f4f4f4; }
 .item figcaption { font-size: 0.78em; }
 .ok { color: #1a7f37; } .wrong { color: #b42318; }
+.banner { background: #eef4ff; border: 1px solid #b6cdf5; border-radius: 6px; padding: 8px 12px; }
+.banner.demo { background: #fff4d6; border-color: #e8c460; }
+.warn { color: #8a5a00; }
+a.full { cursor: zoom-in; }
+#lightbox { position: fixed; inset: 0; background: rgba(0, 0, 0, 0.85); display: none; cursor: zoom-out;
+            align-items: center; justify-content: center; }
+#lightbox img { max-width: 96vw; max-height: 96vh; }
 """
+
+#: Clicking a thumbnail shows its full-resolution file over the page (the gray input: the original
+#: shown through a grayscale filter); a middle click still opens the file in a new tab.
+LIGHTBOX_SCRIPT = """
+<div id="lightbox"><img alt="full size"></div>
+<script>
+const box = document.getElementById("lightbox"), big = box.querySelector("img");
+document.querySelectorAll("a.full").forEach(a => a.addEventListener("click", event => {
+  event.preventDefault();
+  big.src = a.href;
+  big.style.filter = a.dataset.filter || "";
+  box.style.display = "flex";
+}));
+box.addEventListener("click", () => { box.style.display = "none"; big.removeAttribute("src"); });
+</script>
+"""
+
+#: What the page says about the toy demo.
+DEMO_BANNER = (
+    "Toy demo: a tiny network trained for about a minute on crops of the photos that scikit-image and "
+    "matplotlib ship. Its colours say nothing about the method; see the README for the real experiments."
+)
 
 
 def _caption(row: pd.Series | None, title: str) -> str:
@@ -291,8 +393,36 @@ def _caption(row: pd.Series | None, title: str) -> str:
     )
 
 
-def _gallery_item(key: str, frame: pd.DataFrame, thumbnails: dict, cells: list) -> str:
-    """One image of the gallery: a thumbnail per (checkpoint, variant) cell with the classifier's label."""
+def full_size_links(key: str, source: str, info: ReportInfo, out_dir: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """(checkpoint, variant) -> (href relative to the page, CSS filter) of the full-resolution
+    files behind a gallery item's thumbnails: the source photo (also behind the gray input, seen
+    through a grayscale filter) and the decode stage's images. Files that do not exist get no link."""
+    def href(path: Path) -> str:
+        return Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
+
+    links = {}
+    if Path(source).is_file():
+        links[NO_CHECKPOINT, ORIGINAL] = (href(Path(source)), "")
+        links[NO_CHECKPOINT, GRAYSCALE] = (href(Path(source)), "grayscale(1)")
+    for checkpoint in info.checkpoints if info.decoded_dir else []:
+        for T in info.temperatures:
+            decoded = info.decoded_dir / checkpoint / temperature_dir(T) / f"{key}.png"
+            if decoded.is_file():
+                links[checkpoint, variant_name(T)] = (href(decoded), "")
+    return links
+
+
+def _thumbnail_html(rgb: np.ndarray, alt: str, link: tuple[str, str] | None) -> str:
+    image = f"<img alt='{html.escape(alt)}' src='{_data_uri(rgb)}'>"
+    if link is None:
+        return image
+    url, css_filter = link
+    return f"<a class='full' href='{html.escape(url)}' data-filter='{css_filter}' target='_blank'>{image}</a>"
+
+
+def _gallery_item(key: str, frame: pd.DataFrame, thumbnails: dict, cells: list, links: dict | None = None) -> str:
+    """One image of the gallery: a thumbnail per (checkpoint, variant) cell with the classifier's
+    label, each opening its full-resolution file where ``links`` has one."""
     rows = frame[frame["image"] == key]
     first = rows.iloc[0]
     truth = f"{first['true_name']}" if first["true_class"] >= 0 else "no ImageNet label"
@@ -302,7 +432,7 @@ def _gallery_item(key: str, frame: pd.DataFrame, thumbnails: dict, cells: list) 
         return match.iloc[0] if len(match) else None
 
     figures_html = "".join(
-        f"<figure><img alt='{html.escape(title)} {key}' src='{_data_uri(thumbnails[variant])}'>"
+        f"<figure>{_thumbnail_html(thumbnails[variant], f'{title} {key}', (links or {}).get(variant))}"
         f"<figcaption>{_caption(row_of(*variant), title)}</figcaption></figure>"
         for variant, title in cells
     )
@@ -315,17 +445,20 @@ def _gallery_item(key: str, frame: pd.DataFrame, thumbnails: dict, cells: list) 
 def write_html(evaluation: Evaluation, info: ReportInfo, figures: dict[str, Path], path: Path) -> None:
     frame = pd.DataFrame(evaluation.rows)
     headline = variant_name(info.T)
+    banners = ([f"<div class='banner demo'><b>{html.escape(DEMO_BANNER)}</b></div>"] if info.demo else []) + (
+        [f"<div class='banner'>{html.escape(info.banner)}</div>"] if info.banner else []
+    )
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Colorization report</title>",
         f"<style>{PAGE_STYLE}</style></head><body>",
         "<h1>Automatic colorization: evaluation</h1>",
-        "<ul>" + "".join(f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in _header(info, evaluation)) + "</ul>",
+        *banners,
+        "<ul>" + "".join(f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in _header(info, evaluation, with_banner=False)) + "</ul>",
         "<h2>Summary</h2>",
+        _format_table(one_table(evaluation.rows, info)).to_html(classes="summary", border=0, index_names=False),
+        "<h2>Figures</h2>",
+        *(f"<p class='warn'>{html.escape(warning)}</p>" for warning in too_few_warnings(evaluation.rows)),
     ]
-    for checkpoint in info.checkpoints:
-        table = _format_table(summary_table(evaluation.rows, checkpoint, info.temperatures))
-        parts += [f"<h3>Checkpoint {html.escape(checkpoint)}</h3>", table.to_html(classes="summary", border=0, index_names=False)]
-    parts.append("<h2>Figures</h2>")
     for caption, figure in figures.items():
         parts.append(
             f"<figure class='fig'><img alt='{html.escape(caption)}' src='{_png_file_uri(figure)}'>"
@@ -339,22 +472,22 @@ def write_html(evaluation: Evaluation, info: ReportInfo, figures: dict[str, Path
     colorized = ((info.headline_checkpoint, headline), f"colorized, {headline}")
     for key in list(evaluation.thumbnails)[: info.gallery_images]:
         cells = [((NO_CHECKPOINT, ORIGINAL), "original"), ((NO_CHECKPOINT, GRAYSCALE), "gray input"), colorized]
-        parts.append(_gallery_item(key, frame, evaluation.thumbnails[key], cells))
+        links = full_size_links(key, frame.loc[frame["image"] == key, "path"].iloc[0], info, path.parent)
+        parts.append(_gallery_item(key, frame, evaluation.thumbnails[key], cells, links))
     parts.append("</div>")
     images = len(evaluation.grayscale_thumbnails)
     parts += [
         f"<h2>Real grayscale photos</h2><p>{images} test photos have no colour at all: no truth to compare with, "
         "so the classifier alone judges the gray photo against its colorizations.</p>"
     ]
-    for checkpoint in info.checkpoints:
-        table = _format_table(grayscale_table(evaluation.grayscale_rows, checkpoint, info.temperatures))
-        parts += [f"<h3>Checkpoint {html.escape(checkpoint)}</h3>", table.to_html(classes="summary", border=0, index_names=False)]
-    parts.append("<div class='gallery'>")
+    table = _format_table(one_table(evaluation.grayscale_rows, info, grayscale_table))
+    parts += [table.to_html(classes="summary", border=0, index_names=False), "<div class='gallery'>"]
     gray_frame = pd.DataFrame(evaluation.grayscale_rows)
     for key, thumbnails in evaluation.grayscale_thumbnails.items():
         cells = [((NO_CHECKPOINT, GRAYSCALE), "gray photo"), colorized]
-        parts.append(_gallery_item(key, gray_frame, thumbnails, cells))
-    parts.append("</div></body></html>")
+        links = full_size_links(key, gray_frame.loc[gray_frame["image"] == key, "path"].iloc[0], info, path.parent)
+        parts.append(_gallery_item(key, gray_frame, thumbnails, cells, links))
+    parts += ["</div>", LIGHTBOX_SCRIPT, "</body></html>"]
     atomic_write_text(path, "\n".join(parts) + "\n")
 
 

@@ -28,23 +28,57 @@ def describe_checkpoint(path: Path, checkpoint: Checkpoint) -> str:
     )
 
 
-def _info(params: Params, checkpoints: dict[str, tuple[Path, Checkpoint]], temperatures: list[float]) -> ReportInfo:
-    names = list(checkpoints)
-    return ReportInfo(
-        classifier=params.evaluate.classifier,
-        checkpoints={name: describe_checkpoint(path, ck) for name, (path, ck) in checkpoints.items()},
-        temperatures=temperatures,
-        T=params.T,
-        headline_checkpoint="best" if "best" in names else names[0],
-        figure_images=params.evaluate.figure_images,
-        gallery_images=params.evaluate.gallery_images,
+def banner(checkpoint: Checkpoint, name: str, data: str, classifier: str) -> str:
+    """One sentence: which model and data made the page."""
+    c = checkpoint.config
+    return (
+        f"Model: {c.arch} width {c.width:g}, checkpoint {name} (epoch {checkpoint.epoch}, trained at "
+        f"{checkpoint.train_size}×{checkpoint.train_size}). Test photos: {data}. Judged by {classifier}."
     )
 
 
-def _run(params, items, colorizations, checkpoints, temperatures, out_dir: Path) -> dict:
+def describe_data(params: Params) -> str:
+    """Where the test photos came from, from params.sample."""
+    test = params.sample.test
+    if params.sample.source == "demo":
+        return "the embedded demo photos (scikit-image and matplotlib samples)"
+    return ", ".join(str(Path(root) / test.subdir) for root in test.roots)
+
+
+def _info(
+    params: Params,
+    checkpoints: dict[str, tuple[Path, Checkpoint]],
+    temperatures: list[float],
+    same_as: dict[str, str] | None = None,
+    data: str = "",
+    decoded_dir: Path | None = None,
+) -> ReportInfo:
+    names = list(checkpoints)
+    headline = "best" if "best" in names else names[0]
+    also = {name: [other for other, first in (same_as or {}).items() if first == name] for name in names}
+    return ReportInfo(
+        classifier=params.evaluate.classifier,
+        checkpoints={
+            name: describe_checkpoint(path, ck) + "".join(f"; `{other}` has the same weights" for other in also[name])
+            for name, (path, ck) in checkpoints.items()
+        },
+        temperatures=temperatures,
+        T=params.T,
+        headline_checkpoint=headline,
+        figure_images=params.evaluate.figure_images,
+        gallery_images=params.evaluate.gallery_images,
+        banner=banner(checkpoints[headline][1], headline, data, params.evaluate.classifier),
+        demo=params.sample.source == "demo" and decoded_dir is not None,
+        decoded_dir=decoded_dir,
+    )
+
+
+def _run(params, items, colorizations, checkpoints, out_dir: Path, **about) -> dict:
+    """Score, then write the report; ``about``: _info's same_as, data and decoded_dir."""
     device = resolve_device(params.evaluate.device)
     classifier = load_classifier(params.evaluate.classifier, device, params.evaluate.vgg16_weights)
-    info = _info(params, checkpoints, temperatures)
+    temperatures = params.sweep
+    info = _info(params, checkpoints, temperatures, **about)
     bins = checkpoints[info.headline_checkpoint][1].bins
     evaluation = evaluate_images(
         items,
@@ -78,7 +112,16 @@ def run_evaluate_pipeline(params: Params, decoded_dir: Path, models_dir: Path, o
         raise ValueError(f"{decoded_dir}: not decoded at T = {sorted(missing)}; run the decode stage")
     checkpoints = {name: (models_dir / f"{name}.pt", load_checkpoint(models_dir / f"{name}.pt")) for name in manifest["checkpoints"]}
     items = [TestImage(**image) for image in manifest["images"]]
-    return _run(params, items, decoded_colorizations(decoded_dir), checkpoints, params.sweep, out_dir)
+    return _run(
+        params,
+        items,
+        decoded_colorizations(decoded_dir),
+        checkpoints,
+        out_dir,
+        same_as=manifest.get("same_as", {}),
+        data=describe_data(params),
+        decoded_dir=Path(decoded_dir),
+    )
 
 
 def run_evaluate_adhoc(params: Params, checkpoint_paths: list[Path], images_dir: Path, out_dir: Path) -> dict:
@@ -92,4 +135,5 @@ def run_evaluate_adhoc(params: Params, checkpoint_paths: list[Path], images_dir:
     items = [TestImage(f"{i:06d}", r.path, r.synset, r.class_index) for i, r in enumerate(records)]
     device = resolve_device(params.evaluate.device)
     colorizers = {name: Colorizer(checkpoint, device) for name, (_, checkpoint) in checkpoints.items()}
-    return _run(params, items, live_colorizations(colorizers, params.sweep), checkpoints, params.sweep, out_dir)
+    data = f"{images_dir} (ad hoc)"
+    return _run(params, items, live_colorizations(colorizers, params.sweep), checkpoints, out_dir, data=data)

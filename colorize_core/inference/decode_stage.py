@@ -6,6 +6,10 @@ temperatures. Every image of the test list is decoded: colour photos (scored aga
 colours) and genuinely grayscale ones (the reference study's separate gray test set, scored by
 the classifier alone); unreadable files are skipped with their reason.
 
+Checkpoints with the same weights (``best`` and ``last`` when the last epoch was the best) are
+decoded once: the manifest lists the first under ``checkpoints`` and the others under
+``same_as`` (``{"last": "best"}``), and the evaluate stage scores them once.
+
 Each ``<checkpoint>/T<t>`` folder carries a fingerprint of the checkpoint file and the test
 list; a re-run keeps folders whose fingerprint matches and every image already written, so an
 interrupted run resumes, and adding a temperature decodes only that temperature.
@@ -21,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from colorize_core.checkpoint import Checkpoint, load_checkpoint
 from colorize_core.config import Params
 from colorize_core.data.sample import Record, read_list
 from colorize_core.images import ImageError, load_pixels, open_image
@@ -67,7 +72,8 @@ def _prepare_folder(folder: Path, fingerprint: str) -> None:
 def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path) -> dict:
     """Colorize every test image with each checkpoint (``params.decode``) at every temperature of
     ``params.sweep``; returns the manifest."""
-    checkpoints = {name: Path(models_dir) / f"{name}.pt" for name in params.decode.checkpoints}
+    paths = {name: Path(models_dir) / f"{name}.pt" for name in params.decode.checkpoints}
+    checkpoints, same_as = distinct_checkpoints(paths)
     temperatures, batch_size = params.sweep, params.decode.batch_size
     images = test_images(lists_dir)
     keep_dirs = {name: {temperature_dir(T) for T in temperatures} for name in checkpoints}
@@ -75,8 +81,8 @@ def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path)
         if child.is_dir() and child.name not in checkpoints:
             shutil.rmtree(child)
     skipped: dict[str, str] = {}
-    for name, checkpoint_path in checkpoints.items():
-        colorizer = Colorizer.from_checkpoint(checkpoint_path, params.decode.device, params.decode.size)
+    for name, (checkpoint_path, checkpoint) in checkpoints.items():
+        colorizer = Colorizer(checkpoint, params.decode.device, params.decode.size)
         fingerprint = "\n".join(
             [file_sha256(checkpoint_path), file_sha256(Path(lists_dir) / "test.csv"), f"size {colorizer.size}"]
         )
@@ -102,19 +108,38 @@ def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path)
                 bar.update(len(todo[start : start + batch_size]))
     manifest = {
         "checkpoints": list(checkpoints),
+        "same_as": same_as,
         "temperatures": temperatures,
         "images": [asdict(im) for im in images if im.key not in skipped],
         "skipped": skipped,
     }
     atomic_write_json(out_dir / MANIFEST, manifest)
     log.info(
-        "decode: %d test images × %d temperatures × %d checkpoints (%d skipped)",
+        "decode: %d test images × %d temperatures × %d checkpoints (%d skipped)%s",
         len(manifest["images"]),
         len(temperatures),
         len(checkpoints),
         len(skipped),
+        "".join(f"; {name} has the weights of {first}, decoded once" for name, first in same_as.items()),
     )
     return manifest
+
+
+def distinct_checkpoints(paths: dict[str, Path]) -> tuple[dict[str, tuple[Path, Checkpoint]], dict[str, str]]:
+    """Load checkpoints and drop repeats: ({name: (path, checkpoint)} of distinct weights, in the
+    given order; {repeated name: the first name with its weights})."""
+    distinct: dict[str, tuple[Path, Checkpoint]] = {}
+    first_with: dict[str, str] = {}  # weights digest -> name
+    same_as: dict[str, str] = {}
+    for name, path in paths.items():
+        checkpoint = load_checkpoint(path)
+        digest = checkpoint.weights_digest()
+        if digest in first_with:
+            same_as[name] = first_with[digest]
+        else:
+            first_with[digest] = name
+            distinct[name] = (path, checkpoint)
+    return distinct, same_as
 
 
 def load_picture(path: str, max_pixels: int | None = None) -> Image.Image:

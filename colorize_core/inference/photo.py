@@ -307,20 +307,32 @@ def refusal(job: Job, targets: list[Path], inputs: set[Path], planned: dict[Path
     return ""
 
 
-def named_stream(data: bytes) -> io.BytesIO:
+def named_stream(data: bytes, name: str = "<stdin>") -> io.BytesIO:
     stream = io.BytesIO(data)
-    stream.name = "<stdin>"  # how errors name it
+    stream.name = name  # how errors name it
     return stream
+
+
+def check_stream_head(head: bytes, max_pixels: int, name: str = "<stdin>") -> None:
+    """Refuse the first bytes of a stream (up to STREAM_HEAD_BYTES) unless they start with an image
+    header that claims at most ``max_pixels``: garbage and bombs stop here, before the rest is read.
+
+    Raises
+    ------
+    ImageError
+        with a one-line reason naming ``name``.
+    """
+    if not head:
+        raise ImageError(f"{name}: empty input (0 bytes)")
+    with open_image(named_stream(head, name), max_pixels):
+        pass  # the header alone
 
 
 def read_stream(stdin: BinaryIO, max_pixels: int, limit: int = MAX_STREAM_BYTES) -> bytes:
     """The bytes of one image from a stream: refused after its first MiB when they hold no image
     header (or one over ``max_pixels``), and never read beyond ``limit`` bytes."""
     head = stdin.read(STREAM_HEAD_BYTES)
-    if not head:
-        raise ImageError("<stdin>: empty input")
-    with open_image(named_stream(head), max_pixels):
-        pass  # the header alone: garbage and bombs stop here
+    check_stream_head(head, max_pixels)
     chunks, size = [head], len(head)
     while chunk := stdin.read(STREAM_HEAD_BYTES):
         size += len(chunk)

@@ -11,6 +11,10 @@ consecutive frames of a shot over the static pixels (those whose true L, before 
 in both frames). AuC (Zhang et al., colorize_core.evaluate.metrics.auc) is against the true ab of
 each frame: over the still shots (the still photo), the moving ones (pans, zooms) and all frames.
 
+Motion: the same six photos as fast pans (16 pixels per frame, 7 % of the width), with grain:
+the AuC of the smoothed frames against per-frame decoding, since the average is not
+motion-compensated.
+
 Speed: a 640×480 pan of a photo (imagenet-sample), H.264 in and out, the bundled model at its
 own view (224) on the CPU, batch 1; the network's share is the time inside `Colorizer.log_probs`
 over the whole run, timed there.
@@ -41,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # the test films' builder
 from common import SHARED, check, peak_rss_of, report, self_peak_rss_mib  # noqa: E402
-from video_clips import grainy, pan, photo, read_frames, still, write_film, zoom  # noqa: E402
+from video_clips import fast_pan, grainy, pan, photo, read_frames, still, write_film, zoom  # noqa: E402
 
 from colorize_core.constants import DEFAULT_SMOOTHING_SECONDS  # noqa: E402
 from colorize_core.evaluate.metrics import auc  # noqa: E402
@@ -51,6 +55,7 @@ from colorize_core.inference.video import VideoOptions, colorize_video  # noqa: 
 FLICKER_SIZE, FLICKER_FPS = (224, 168), 24
 SPEED_SIZE, SPEED_FPS = (640, 480), 24
 STATIC_L = 0.5  # a pixel is static when its true L changes by less than this between frames
+FAST_PAN_PIXELS = 16  # per frame
 
 
 def flicker_film(folder: Path, photos: int, grain: float) -> tuple[Path, list[np.ndarray], list[str], list[int]]:
@@ -86,6 +91,21 @@ def flicker_and_auc(out: Path, clean_lab: list[np.ndarray], kinds: list[str], sh
         "auc_moving": float(np.mean([a for a, kind in zip(aucs, kinds) if kind != "still"])),
         "auc_all": float(np.mean(aucs)),
     }
+
+
+def fast_pan_aucs(folder: Path, colorizer: Colorizer, photos: int, grain: float) -> dict[str, float]:
+    """Mean AuC against the true ab of fast pans, every frame on its own and smoothed."""
+    width, height = FLICKER_SIZE
+    clean = [f for i in range(photos) for f in fast_pan(photo(2 + i), width, height, FLICKER_FPS, FAST_PAN_PIXELS)]
+    film = write_film(folder / "fast_pans.mkv", grainy(clean, grain), FLICKER_FPS, audio=None, crf=23)
+    truth = [rgb2lab(rgb / 255.0)[..., 1:] for rgb in clean]
+    aucs = {}
+    for name, smooth in (("per_frame", 0.0), ("smoothed", DEFAULT_SMOOTHING_SECONDS)):
+        out = folder / f"fast_{name}.mkv"
+        colorize_video(film, out, colorizer, VideoOptions(colorizer.default_T, smooth=smooth, lossless=True))
+        colours = [rgb2lab(rgb / 255.0)[..., 1:] for rgb in read_frames(out)]
+        aucs[f"fast_pan_{name}_auc"] = float(np.mean([auc(c, t) for c, t in zip(colours, truth, strict=True)]))
+    return aucs
 
 
 def speed_film(folder: Path, frames: int, name: str = "640x480.mkv") -> Path:
@@ -147,6 +167,9 @@ def main() -> None:
         m["auc_still_change_points"] = 100 * (m["smoothed_auc_still"] - m["per_frame_auc_still"])
         m["auc_moving_change_points"] = 100 * (m["smoothed_auc_moving"] - m["per_frame_auc_moving"])
         m["auc_all_change_points"] = 100 * (m["smoothed_auc_all"] - m["per_frame_auc_all"])
+
+        m.update(fast_pan_aucs(folder, colorizer, args.photos, args.grain))
+        m["fast_pan_auc_change_points"] = 100 * (m["fast_pan_smoothed_auc"] - m["fast_pan_per_frame_auc"])
 
         speed = speed_film(folder, args.frames)
         network_seconds = timed_network(colorizer)

@@ -123,7 +123,9 @@ def forward_passes(colorizer):
 
 
 def test_re_decoding_the_cached_log_probabilities_equals_the_colorizer(colorizer, forward_passes, tmp_path):
-    """One network pass, then any T: pixel for pixel what Colorizer.colorize gives for that T."""
+    """One network pass, then any T: pixel for pixel what Colorizer.colorize gives for that T (with
+    the compiled composition the page uses)."""
+    colorizer.compiled = True
     path = tmp_path / "cat.jpg"
     path.write_bytes(GRAY_CAT_JPEG)
     prediction = predict(colorizer, path, max_pixels=10**6)

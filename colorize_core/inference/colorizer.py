@@ -97,8 +97,13 @@ def network_lightness(
 class Colorizer:
     """A trained network with its bins; colorizes images at any temperature."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto", size: int | None = None):
+    def __init__(
+        self, checkpoint: Checkpoint, device: str | torch.device = "auto", size: int | None = None, compiled: bool = False
+    ):
         self.checkpoint = checkpoint
+        #: Compose with the compiled kernel (compose_kernel.py): the same pixels, several times
+        #: faster, for callers that colorize many images; costs Numba's import (about 0.5 s) once.
+        self.compiled = compiled
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = checkpoint.build_model().to(self.device, memory_format=torch.channels_last)
         self.centres = torch.as_tensor(checkpoint.bins.centres, dtype=torch.float32)  # (Q, 2)
@@ -106,9 +111,9 @@ class Colorizer:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device = "auto", size: int | None = None
+        cls, path: str | Path, device: str | torch.device = "auto", size: int | None = None, compiled: bool = False
     ) -> "Colorizer":
-        return cls(load_checkpoint(path), device, size)
+        return cls(load_checkpoint(path), device, size, compiled)
 
     @classmethod
     def pretrained(cls, device: str | torch.device = "auto", size: int | None = None) -> "Colorizer":
@@ -161,7 +166,11 @@ class Colorizer:
                 for k, i in enumerate(indices):
                     h, w = views[i][1]
                     grids[i].append(T_grid[k, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE])
-        return [compose_many(lightness_of(image), image_grids) for image, image_grids in zip(images, grids)]
+        if self.compiled:
+            from colorize_core.inference.compose_kernel import compose_many_fast as composer
+        else:
+            composer = compose_many
+        return [composer(lightness_of(image), image_grids) for image, image_grids in zip(images, grids)]
 
     @property
     def default_T(self) -> float:

@@ -82,7 +82,7 @@ def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path)
             shutil.rmtree(child)
     skipped: dict[str, str] = {}
     for name, (checkpoint_path, checkpoint) in checkpoints.items():
-        colorizer = Colorizer(checkpoint, params.decode.device, params.decode.size)
+        colorizer = Colorizer(checkpoint, params.decode.device, params.decode.size, compiled=True)
         fingerprint = "\n".join(
             [file_sha256(checkpoint_path), file_sha256(Path(lists_dir) / "test.csv"), f"size {colorizer.size}"]
         )

@@ -21,7 +21,7 @@ from PIL import Image
 from colorize_core.color import lab_from_srgb
 from colorize_core.constants import GRAYSCALE_MAX_CHROMA, OUTPUT_STRIDE
 from colorize_core.images import is_gray_mode, load_pixels, open_image, to_rgb8
-from colorize_core.inference.annealed_mean import compose
+from colorize_core.inference.compose_kernel import compose_fast
 from colorize_core.inference.colorizer import Colorizer, lightness_of, network_lightness
 from colorize_core.inference.photo import metadata_of
 
@@ -113,9 +113,9 @@ def render(colorizer: Colorizer, prediction: Prediction, T: float, preview: bool
     with ``preview``, at most PREVIEW_SIDE on its long side."""
     ab_grid = colorizer.ab_grids(prediction.log_probs[None], [T])[0][0]  # (h/4, w/4, 2)
     small = preview and prediction.preview_lightness is not None
-    return compose(prediction.preview_lightness if small else prediction.lightness, ab_grid)
+    return compose_fast(prediction.preview_lightness if small else prediction.lightness, ab_grid)
 
 
 def render_gray(prediction: Prediction) -> np.ndarray:
     """The network's input as the page shows it: the photo's lightness as neutral gray, (H, W, 3) uint8."""
-    return compose(prediction.lightness, np.zeros((1, 1, 2), np.float32))
+    return compose_fast(prediction.lightness, np.zeros((1, 1, 2), np.float32))

@@ -11,7 +11,6 @@ import time
 
 from tqdm.auto import tqdm
 
-
 #: Seconds between two progress lines off a terminal.
 LINE_INTERVAL = 60.0
 

@@ -30,7 +30,7 @@ from colorize_core.color import (
     _srgb8_of_linear_step,
 )
 from colorize_core.constants import D65_WHITE, LAB_KAPPA, LAB_OFFSET, RGB_FROM_XYZ
-from colorize_core.inference.annealed_mean import _linear_taps, compose_many
+from colorize_core.inference.annealed_mean import _Upsampler, compose, compose_many
 
 _kernel = None
 
@@ -152,20 +152,17 @@ def compose_fast(lightness: np.ndarray, ab_grid: np.ndarray) -> np.ndarray:
     """As :func:`annealed_mean.compose`: full-resolution L, (H, W), with a coarse ab grid,
     (h, w, 2), into (H, W, 3) uint8 sRGB."""
     if not numba_available():
-        return compose_many(lightness, [ab_grid])[0]
+        return compose(lightness, ab_grid)
     height, width = lightness.shape
-    grid = np.asarray(ab_grid, np.float32)
-    x_low, x_high, x_weight = _linear_taps(width, grid.shape[1])
-    rows = grid[:, x_low] * (1 - x_weight)[None, :, None] + grid[:, x_high] * x_weight[None, :, None]  # (h, W, 2)
-    y_low, y_high, y_weight = _linear_taps(height, grid.shape[0])
+    upsampler = _Upsampler(ab_grid, height, width)  # the reference's taps and row-interpolated grid
     out = np.empty((height, width, 3), np.uint8)
     _compiled()(
         np.ascontiguousarray(lightness, np.float32),
-        np.ascontiguousarray(rows[..., 0]),
-        np.ascontiguousarray(rows[..., 1]),
-        y_low,
-        y_high,
-        y_weight,
+        upsampler.a_rows,
+        upsampler.b_rows,
+        upsampler.y_low,
+        upsampler.y_high,
+        upsampler.y_weight,
         D65_WHITE.astype(np.float32),
         RGB_FROM_XYZ.astype(np.float32),
         _srgb8_of_linear_step(),

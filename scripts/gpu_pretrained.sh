@@ -74,16 +74,19 @@ for i in range(5 + timed):
         start = time.perf_counter()
     training_step(model, loss, optimizer, lightness, cells, dtype, scaler).item()
 network_speed = timed * p.batch_size / (time.perf_counter() - start)
-# the loader alone, from its first batch (after the workers' shuffle buffers have filled)
+# the loader alone, after the batches that the workers' prefilled shuffle buffers hold (timing
+# those measured 7,438 images/s where the epochs then ran at 300 to 650: benchmarks/NOTES.md)
 loader = batches(shard_urls("data/shards", "train"), p.batch_size, p.seed, 0, p.shuffle_buffer,
                  loader_workers=p.loader_workers, pin_memory=device.type == "cuda")
-next(loader)
-count, start = 0, time.perf_counter()
+buffered = -(-max(1, p.loader_workers) * p.shuffle_buffer // p.batch_size)
+marks, images = [], 0  # (clock, images so far) after each batch
 for _, cells in loader:
-    count += len(cells)
-    if time.perf_counter() - start > 6:
+    images += len(cells)
+    marks.append((time.perf_counter(), images))
+    if len(marks) > buffered and marks[-1][0] - marks[buffered][0] > 10:
         break
-loader_speed = count / (time.perf_counter() - start)
+first, last = marks[min(buffered, len(marks) // 2)], marks[-1]  # a small pool: its second half
+loader_speed = (last[1] - first[1]) / max(last[0] - first[0], 1e-6)
 del loader
 images_per_second = min(network_speed, loader_speed)
 print(f"probe: network {network_speed:.0f} images/s, loader {loader_speed:.0f} images/s")

@@ -14,6 +14,7 @@ A shard is a WebDataset ``.tar``; per sample (key = the image's position in its 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -49,6 +50,15 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return _npy_header(array.shape, array.dtype.str) + array.tobytes()
 
 
+def npy_buffer(shape: tuple[int, ...], dtype) -> tuple[bytearray, np.ndarray]:
+    """An empty array's .npy bytes, and a writable view of its data: fill the array, then write
+    the bytes (no copy in between; :func:`npy_bytes` gives the same bytes for the same array)."""
+    header = _npy_header(shape, np.dtype(dtype).str)
+    buffer = bytearray(len(header) + int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    buffer[: len(header)] = header  # a multiple of 64 bytes: the data stay aligned
+    return buffer, np.frombuffer(buffer, dtype, offset=len(header)).reshape(shape)
+
+
 def tar_header(name: str, size: int) -> bytes:
     """A member's ustar header with fixed owner, mode and time (the same bytes on every run)."""
     info = tarfile.TarInfo(name)
@@ -56,18 +66,27 @@ def tar_header(name: str, size: int) -> bytes:
     return info.tobuf(tarfile.USTAR_FORMAT)
 
 
-def write_tar(path: Path, samples: list[dict]) -> None:
+def write_tar(path: Path, samples: list[dict]) -> str:
     """Write samples as a WebDataset tar (members ``<key>.<field>``) with fixed metadata, so equal
-    samples give equal bytes. Headers are written by hand (ustar, via ``tarfile.TarInfo``), which
-    is several times faster than ``tarfile.addfile`` for these large members."""
+    samples give equal bytes; returns the tar's SHA-256 (hex), computed on the way.
+
+    Headers are written by hand (ustar, via ``tarfile.TarInfo``), which is several times faster
+    than ``tarfile.addfile`` for these large members."""
+    digest = hashlib.sha256()
+
+    def write(data) -> None:
+        f.write(data)
+        digest.update(data)
+
     with atomic_output(path, "wb") as f:
         for sample in samples:
             for field, data in sample.items():
                 if field != "__key__":
-                    f.write(tar_header(f"{sample['__key__']}.{field}", len(data)))
-                    f.write(data)  # written apart: joining would copy these large members
-                    f.write(bytes(-len(data) % tarfile.BLOCKSIZE))
-        f.write(bytes(2 * tarfile.BLOCKSIZE))  # end of archive
+                    write(tar_header(f"{sample['__key__']}.{field}", len(data)))
+                    write(data)  # written apart: joining would copy these large members
+                    write(bytes(-len(data) % tarfile.BLOCKSIZE))
+        write(bytes(2 * tarfile.BLOCKSIZE))  # end of archive
+    return digest.hexdigest()
 
 
 def read_index(shards_dir: Path) -> dict:

@@ -7,9 +7,11 @@ least one of the 2^24 8-bit sRGB colours falls into it; this is computed, never 
 Encoding a pixel takes two look-ups, both exact: the same bits as converting the colour to Lab
 in float64 (:func:`_lab_of_all_colours`) and rounding L to float16.
 
-- Its cell: one read in a table over the 24-bit colour ``r | g << 8 | b << 16`` (the pixel's
-  three bytes read as a little-endian integer), one byte per colour for grids of up to 256 cells
-  (16 MiB, half this machine's L3 cache; the packed L and cell of before took 64 MiB).
+- Its cell: one read in a table over the 2^24 colours, one byte per colour for grids of up to 256
+  cells (16 MiB, half this machine's L3 cache; the packed L and cell of before took 64 MiB). The
+  table is in Morton order (:func:`colour_index_from_rgb`: the bits of r, g and b interleaved),
+  so that similar colours share cache lines and pages: a 64-byte line holds a 4 × 4 × 4 cube of
+  colours, a 4 KiB page a 16 × 16 × 16 one.
 - Its L, which depends on the luminance Y alone. Y is the sum of one term per channel (three
   tables of 256, added in the reference's order), and float16 L is a step function of float64 Y
   (:class:`LightnessSteps`): about 35,000 buckets of Y, each holding its lowest L and the Y at
@@ -31,7 +33,7 @@ from colorize_core.constants import NUM_SRGB_COLOURS, XYZ_FROM_RGB
 from colorize_core.io import atomic_output
 
 #: Bump when the tables' definition changes, so stale disk caches are ignored.
-LUT_VERSION = 4  # 4: the cells alone (L from the luminance); 3: L and cell packed
+LUT_VERSION = 4  # 4: the cells alone, in Morton order (L from the luminance); 3: L and cell packed
 #: Colours converted per chunk when the look-up table is built (bounds its memory to ~0.5 GB).
 _LUT_CHUNK = 2**21
 #: Buckets of Y per power of two: Y's float64 exponent and the top BUCKET_BITS bits of its
@@ -131,7 +133,7 @@ def lightness_steps() -> LightnessSteps:
 @dataclass(frozen=True)
 class SrgbLut:
     """The encoder's tables over all 2^24 8-bit sRGB colours: the cell of each colour, indexed by
-    :func:`colour_index_from_rgb`, and L from the luminance."""
+    :func:`colour_index_from_rgb` (Morton order), and L from the luminance."""
 
     grid: AbGrid
     cell: np.ndarray  # (2^24,) grid.index_dtype
@@ -160,18 +162,19 @@ class SrgbLut:
         return self.steps.lightness(self.steps.luminance(rgb)), cells
 
 
-def colour_index_from_rgb(rgb: np.ndarray) -> np.ndarray:
-    """24-bit colour index ``r | g << 8 | b << 16`` of uint8 pixels, (..., 3) -> (...), uint32.
+@lru_cache(maxsize=1)
+def morton_spread() -> np.ndarray:
+    """Each byte's 8 bits moved to bits 0, 3, 6, ..., 21, (256,) uint32: the colour index is
+    ``spread[r] | spread[g] << 1 | spread[b] << 2``."""
+    byte = np.arange(256, dtype=np.uint32)
+    return sum(((byte >> bit) & 1) << (3 * bit) for bit in range(8)).astype(np.uint32)
 
-    Reads each pixel's three bytes (and the next byte, masked off) as one little-endian integer,
-    instead of combining three channels arithmetically.
-    """
-    flat = np.ascontiguousarray(rgb).reshape(-1)
-    padded = np.empty(flat.size + 1, np.uint8)  # room for the byte read past the last pixel
-    padded[:-1] = flat
-    padded[-1] = 0
-    words = np.ndarray((flat.size // 3,), dtype="<u4", buffer=padded, strides=(3,))
-    return (words & 0xFFFFFF).reshape(rgb.shape[:-1])
+
+def colour_index_from_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Index of uint8 pixels in the cell table: the bits of r, g and b interleaved (Morton
+    order; bit 3k of the index is bit k of r, then g, then b), (..., 3) -> (...), uint32."""
+    spread = morton_spread()
+    return spread[rgb[..., 0]] | (spread[rgb[..., 1]] << 1) | (spread[rgb[..., 2]] << 2)
 
 
 def _lab_of_all_colours(start: int, stop: int) -> np.ndarray:
@@ -183,8 +186,8 @@ def _lab_of_all_colours(start: int, stop: int) -> np.ndarray:
 
 
 def _build_cells(grid: AbGrid, steps: LightnessSteps) -> np.ndarray:
-    """The cell of every colour, (2^24,) grid.index_dtype; checks ``steps`` against every
-    colour's float64 L on the way (the Lab is computed anyway).
+    """The cell of every colour in Morton order, (2^24,) grid.index_dtype; checks ``steps``
+    against every colour's float64 L on the way (the Lab is computed anyway).
 
     Raises
     ------
@@ -192,14 +195,12 @@ def _build_cells(grid: AbGrid, steps: LightnessSteps) -> np.ndarray:
         if the step tables give some colour another float16 L than the reference.
     """
     cells = np.empty(NUM_SRGB_COLOURS, grid.index_dtype)
-    index = np.arange(_LUT_CHUNK, dtype=np.int64)
+    offset = np.arange(_LUT_CHUNK, dtype=np.int64)
     for start in range(0, NUM_SRGB_COLOURS, _LUT_CHUNK):
-        stop = start + _LUT_CHUNK
-        lab = _lab_of_all_colours(start, stop)
-        cells[start:stop] = grid.cells_from_ab(lab[:, 1:])
-        rgb = np.stack([(start + index) & 255, ((start + index) >> 8) & 255, (start + index) >> 16], -1).astype(
-            np.uint8
-        )
+        lab = _lab_of_all_colours(start, start + _LUT_CHUNK)  # (chunk, 3)
+        index = start + offset  # r | g << 8 | b << 16
+        rgb = np.stack([index & 255, (index >> 8) & 255, index >> 16], -1).astype(np.uint8)  # (chunk, 3)
+        cells[colour_index_from_rgb(rgb)] = grid.cells_from_ab(lab[:, 1:])
         if not np.array_equal(steps.lightness(steps.luminance(rgb)), lab[:, 0].astype(np.float16)):
             raise RuntimeError("the lightness steps disagree with the float64 Lab of some colour")
     return cells

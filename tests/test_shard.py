@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,17 @@ from skimage.color import rgb2lab
 from colorize_core.config import ShardParams
 from colorize_core.data import shard as shard_module
 from colorize_core.data.shard import run_shard
-from colorize_core.data.shard_format import CELL_KEY, LIGHTNESS_KEY, ShardError, read_index, read_samples, shard_urls
+from colorize_core.data.shard_format import (
+    CELL_KEY,
+    LIGHTNESS_KEY,
+    ShardError,
+    npy_buffer,
+    npy_bytes,
+    read_index,
+    read_samples,
+    shard_urls,
+    tar_header,
+)
 from colorize_core.images import ImageError, load_rgb8
 from colorize_core.io import file_sha256
 
@@ -91,6 +102,26 @@ def test_the_compiled_encoder_is_loaded_only_for_large_runs(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
     assert shard_module.COMPILED_MIN_PIXELS > 400 * 64 * 64  # the demo: 400 images of 64 x 64
+
+
+def test_tar_headers_are_tarfiles_own():
+    """The headers built from a template per size equal tarfile's, for any name and size."""
+    rng = np.random.default_rng(0)
+    fields = ["lightness.npy", "ab_cell.npy", "cls", "json", "x" * 93]
+    for _ in range(2000):
+        name = f"{rng.integers(10**6):06d}.{rng.choice(fields)}"
+        size = int(rng.choice([0, 1, 511, 512, 131_200, rng.integers(8**11)]))
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = size, 0, 0o444
+        assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT)
+    long_name = "a" * 60 + "/" + "b" * 60  # over 100 bytes: ustar's prefix field
+    assert tarfile.TarInfo.frombuf(tar_header(long_name, 5), "utf-8", "strict").name == long_name
+
+
+def test_npy_buffer_holds_the_bytes_of_npy_bytes():
+    data, array = npy_buffer((3, 5), np.float16)
+    array[:] = np.arange(15).reshape(3, 5)
+    assert bytes(data) == npy_bytes(np.arange(15, dtype=np.float16).reshape(3, 5))
 
 
 def test_interrupted_run_resumes_and_ends_identical(tmp_path, monkeypatch):

@@ -50,20 +50,46 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return _npy_header(array.shape, array.dtype.str) + array.tobytes()
 
 
-def npy_buffer(shape: tuple[int, ...], dtype) -> tuple[bytearray, np.ndarray]:
-    """An empty array's .npy bytes, and a writable view of its data: fill the array, then write
-    the bytes (no copy in between; :func:`npy_bytes` gives the same bytes for the same array)."""
+def npy_buffer(shape: tuple[int, ...], dtype) -> tuple[memoryview, np.ndarray]:
+    """An uninitialised array's .npy bytes, and a writable view of its data: fill the whole array,
+    then write the bytes (no copy in between; :func:`npy_bytes` gives the same bytes for the same
+    array)."""
     header = _npy_header(shape, np.dtype(dtype).str)
-    buffer = bytearray(len(header) + int(np.prod(shape)) * np.dtype(dtype).itemsize)
-    buffer[: len(header)] = header  # a multiple of 64 bytes: the data stay aligned
-    return buffer, np.frombuffer(buffer, dtype, offset=len(header)).reshape(shape)
+    buffer = np.empty(len(header) + int(np.prod(shape)) * np.dtype(dtype).itemsize, np.uint8)
+    buffer[: len(header)] = np.frombuffer(header, np.uint8)  # a multiple of 64 bytes: the data stay aligned
+    return memoryview(buffer), buffer[len(header) :].view(dtype).reshape(shape)
 
 
 def tar_header(name: str, size: int) -> bytes:
-    """A member's ustar header with fixed owner, mode and time (the same bytes on every run)."""
+    """A member's ustar header with fixed owner, mode and time (the same bytes on every run):
+    ``tarfile``'s own, built once per size and given the name and its checksum (about ten times
+    faster than building each with ``tarfile``)."""
+    encoded = name.encode()
+    if len(encoded) > tarfile.LENGTH_NAME:  # ustar splits long names: leave that to tarfile
+        return _tarfile_header(name, size)
+    template, checksum_without_name = _nameless_header(size)
+    header = bytearray(template)
+    header[: len(encoded)] = encoded
+    header[_CHECKSUM_FIELD] = b"%06o\0" % (checksum_without_name + sum(encoded))  # as tarfile writes it
+    return bytes(header)
+
+
+#: Where a ustar header's checksum (6 octal digits and NUL, then a space) is.
+_CHECKSUM_FIELD = slice(148, 155)
+
+
+def _tarfile_header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = size, 0, 0o444
     return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+@lru_cache(maxsize=64)
+def _nameless_header(size: int) -> tuple[bytes, int]:
+    """The header of a member of ``size`` bytes with an empty name, and its checksum without one
+    (the unsigned sum of the header's bytes, the checksum field counted as spaces)."""
+    header = _tarfile_header("", size)
+    return header, sum(header[: _CHECKSUM_FIELD.start]) + 8 * ord(" ") + sum(header[_CHECKSUM_FIELD.start + 8 :])
 
 
 def write_tar(path: Path, samples: list[dict]) -> str:

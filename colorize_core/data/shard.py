@@ -283,10 +283,8 @@ def run_shard(
             log.info("shard: resuming, %d of %d images already in complete shards", done, total)
         with progress(total=total, initial=done, desc="shard", unit="img") as bar:
             if pool is None:
-                for job in todo:
-                    write_shard(
-                        job, params, compiled=compiled
-                    )  # problems: counted at the end, listed in shard_skipped.csv
+                for job in todo:  # problems: counted at the end, listed in shard_skipped.csv
+                    write_shard(job, params, compiled=compiled)
                     bar.update(len(job.records))
             else:
                 pending = [pool.apply_async(_write_shard_in_worker, (job,)) for job in todo]

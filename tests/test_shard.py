@@ -1,8 +1,11 @@
 """The shard stage: contents against scikit-image, determinism, resume, and every bad input."""
 
 import json
-import shutil
 import os
+import shutil
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +17,19 @@ from skimage.color import rgb2lab
 from colorize_core.config import ShardParams
 from colorize_core.data import shard as shard_module
 from colorize_core.data.shard import run_shard
-from colorize_core.data.shard_format import CELL_KEY, LIGHTNESS_KEY, ShardError, read_index, read_samples, shard_urls
+from colorize_core.data.shard_format import (
+    CELL_KEY,
+    LIGHTNESS_KEY,
+    ShardError,
+    npy_buffer,
+    npy_bytes,
+    read_index,
+    read_samples,
+    shard_urls,
+    tar_header,
+)
 from colorize_core.images import ImageError, load_rgb8
+from colorize_core.io import file_sha256
 
 
 def read_split(shards: Path, split: str = "train") -> list[dict]:
@@ -53,6 +67,63 @@ def test_shards_are_byte_identical_across_runs_and_worker_counts(tmp_path):
     assert len(first) == 3 and first == second
 
 
+def all_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("grid", [16, 10])
+def test_compiled_and_numpy_encoders_write_the_same_bytes(tmp_path, grid):
+    """Every file (tars, sidecars, index, reports) alike, with 1 and 2 workers; each sidecar holds
+    its tar's SHA-256, computed while writing."""
+    lists = write_lists(tmp_path, colour_photos(tmp_path / "img", 9))
+    runs = {}
+    for compiled in (False, True):
+        for workers in (1, 2):
+            out = tmp_path / f"{compiled}-{workers}"
+            params = ShardParams(size=48, grid=grid, samples_per_shard=4, workers=workers)
+            run_shard(params, lists, out / "shards", out / "reports", compiled=compiled)
+            runs[compiled, workers] = all_bytes(out)
+    assert len(runs[False, 1]) == 3 * 2 + 1 + 2  # 3 shards and their sidecars, the index, 2 reports
+    assert all(files == runs[False, 1] for files in runs.values())
+    for sidecar in (tmp_path / "True-2" / "shards" / "train").glob("*.json"):
+        assert json.loads(sidecar.read_text())["tar_sha256"] == file_sha256(sidecar.with_suffix(".tar"))
+
+
+def test_the_compiled_encoder_is_loaded_only_for_large_runs(tmp_path):
+    """A small run (the demo's size) never imports Numba: loading it would cost more than it saves."""
+    lists = write_lists(tmp_path, colour_photos(tmp_path / "img", 3))
+    code = (
+        "import sys; from pathlib import Path; from colorize_core.config import ShardParams;"
+        "from colorize_core.data.shard import run_shard;"
+        f"run_shard(ShardParams(size=32, samples_per_shard=4, workers=1), Path({str(lists)!r}),"
+        f" Path({str(tmp_path / 'shards')!r}), Path({str(tmp_path / 'reports')!r}));"
+        "print('numba' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    assert shard_module.COMPILED_MIN_PIXELS > 400 * 64 * 64  # the demo: 400 images of 64 x 64
+
+
+def test_tar_headers_are_tarfiles_own():
+    """The headers built from a template per size equal tarfile's, for any name and size."""
+    rng = np.random.default_rng(0)
+    fields = ["lightness.npy", "ab_cell.npy", "cls", "json", "x" * 93]
+    for _ in range(2000):
+        name = f"{rng.integers(10**6):06d}.{rng.choice(fields)}"
+        size = int(rng.choice([0, 1, 511, 512, 131_200, rng.integers(8**11)]))
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = size, 0, 0o444
+        assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT)
+    long_name = "a" * 60 + "/" + "b" * 60  # over 100 bytes: ustar's prefix field
+    assert tarfile.TarInfo.frombuf(tar_header(long_name, 5), "utf-8", "strict").name == long_name
+
+
+def test_npy_buffer_holds_the_bytes_of_npy_bytes():
+    data, array = npy_buffer((3, 5), np.float16)
+    array[:] = np.arange(15).reshape(3, 5)
+    assert bytes(data) == npy_bytes(np.arange(15, dtype=np.float16).reshape(3, 5))
+
+
 def test_interrupted_run_resumes_and_ends_identical(tmp_path, monkeypatch):
     lists = write_lists(tmp_path, colour_photos(tmp_path / "img", 10))
     run_shard(PARAMS, lists, tmp_path / "reference", tmp_path / "r0")
@@ -63,8 +134,8 @@ def test_interrupted_run_resumes_and_ends_identical(tmp_path, monkeypatch):
     def write_then_die(path, samples):
         if len(written) == 2:
             raise KeyboardInterrupt  # as if killed while writing the third shard
-        real_write_tar(path, samples)
         written.append(path)
+        return real_write_tar(path, samples)
 
     monkeypatch.setattr(shard_module, "write_tar", write_then_die)
     with pytest.raises(KeyboardInterrupt):
@@ -93,7 +164,8 @@ def test_changed_parameters_rebuild_and_shrinking_lists_drop_old_shards(tmp_path
     assert sorted(p.name for p in (tmp_path / "shards" / "train").glob("*.tar")) == ["shard-000000.tar", "shard-000001.tar"]
 
 
-def test_every_bad_input_is_skipped_or_excluded_with_a_reason(tmp_path, image_zoo):
+@pytest.mark.parametrize("compiled", [False, True], ids=["numpy", "compiled"])
+def test_every_bad_input_is_skipped_or_excluded_with_a_reason(tmp_path, image_zoo, compiled):
     folder, expected = image_zoo
     paths = [folder / name for name in sorted(expected)]
     counts = run_shard(
@@ -101,6 +173,7 @@ def test_every_bad_input_is_skipped_or_excluded_with_a_reason(tmp_path, image_zo
         write_lists(tmp_path, paths),
         tmp_path / "shards",
         tmp_path / "reports",
+        compiled=compiled,
     )
     written = {Path(json.loads(s["json"])["path"]).name for s in read_split(tmp_path / "shards")}
     assert written == {name for name, outcome in expected.items() if outcome == "written"}

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "colorize_core"
 FLOORS = [
     ("base", ["constants", "io", "progress", "device", "registry", "figures"]),
     ("pixels", ["color", "images", "imagenet"]),
-    ("ab plane", ["ab_grid", "quantize", "bins"]),
+    ("ab plane", ["ab_grid", "quantize", "quantize_kernel", "bins"]),
     ("configuration", ["config"]),
     ("networks", ["efficientnet_lite", "pretrained", "model", "checkpoint"]),
     ("data stages", ["data"]),

@@ -15,6 +15,7 @@ and ``colorize photo`` use this same code path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -94,6 +95,28 @@ def network_lightness(
     return padded, (h, w)
 
 
+@dataclass
+class View:
+    """One image as the network sees it, and the lightness its colours are joined with."""
+
+    network_lightness: np.ndarray  # (H', W') float32 L, edge-padded to the network's input multiple
+    shape: tuple[int, int]  # (h, w) of the unpadded network view
+    lightness: np.ndarray  # (H, W) float32 L of the image at full resolution
+
+    @property
+    def batch_key(self) -> tuple[int, int]:
+        """Views with the same key go through the network in one batch: the padded (H', W')."""
+        return self.network_lightness.shape
+
+
+def group_by_shape(views: Sequence[View]) -> dict[tuple[int, int], list[int]]:
+    """Indices of the views by padded network shape, each list in order, keys in order of first use."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, view in enumerate(views):
+        groups.setdefault(view.batch_key, []).append(i)
+    return groups
+
+
 class Colorizer:
     """A trained network with its bins; colorizes images at any temperature."""
 
@@ -131,6 +154,38 @@ class Colorizer:
         """Annealed-mean ab for each temperature from one set of log-probabilities, each (B, h, w, 2)."""
         return [ab_from_log_probs(log_probs, self.centres, T).numpy() for T in temperatures]
 
+    def view(self, image: ImageLike) -> View:
+        """What the network and the composition need of one image (the reader's share of the work)."""
+        picture = as_pil(image)
+        padded, shape = network_lightness(picture, self.size, self.model.input_multiple)
+        return View(padded, shape, lightness_of(picture))
+
+    def ab_batch(
+        self, views: Sequence[View], temperatures: Sequence[float], log_probs_filter: LogProbsFilter | None = None
+    ) -> list[list[np.ndarray]]:
+        """One network batch of views of one padded shape -> ``grids[i][k]``, view i's annealed-mean ab
+        at temperature k over its unpadded image, (h_i/4, w_i/4, 2) float32; ``log_probs_filter`` as
+        in :meth:`colorize_batch`."""
+        lightness = np.stack([v.network_lightness for v in views])  # (b, H', W')
+        log_probs = self.log_probs(lightness)  # (b, Q, H'/4, W'/4)
+        if log_probs_filter is not None:
+            log_probs = log_probs_filter(log_probs, lightness)
+        grids: list[list[np.ndarray]] = [[] for _ in views]
+        for T_grid in self.ab_grids(log_probs, temperatures):  # (b, H'/4, W'/4, 2)
+            for k, v in enumerate(views):
+                h, w = v.shape
+                grids[k].append(T_grid[k, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE])
+        return grids
+
+    def compose(self, lightness: np.ndarray, grids: list[np.ndarray]) -> list[np.ndarray]:
+        """Full-resolution L, (H, W), with each coarse ab grid -> one (H, W, 3) uint8 sRGB image
+        per grid, by the compiled kernel or the numpy reference (``self.compiled``)."""
+        if self.compiled:
+            from colorize_core.inference.compose_kernel import compose_many_fast
+
+            return compose_many_fast(lightness, grids)
+        return compose_many(lightness, grids)
+
     def colorize_batch(
         self,
         images: Sequence[ImageLike],
@@ -151,26 +206,12 @@ class Colorizer:
         -------
         ``result[i][k]``: image i at temperature k, (H_i, W_i, 3) uint8.
         """
-        images = [as_pil(image) for image in images]
-        views = [network_lightness(image, self.size, self.model.input_multiple) for image in images]
-        grids: list[list[np.ndarray]] = [[] for _ in images]  # image -> [T] -> (h/4, w/4, 2)
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for i, (padded, _) in enumerate(views):
-            by_shape.setdefault(padded.shape, []).append(i)
-        for indices in by_shape.values():  # one network batch per padded shape
-            lightness = np.stack([views[i][0] for i in indices])  # (b, H', W')
-            log_probs = self.log_probs(lightness)  # (b, Q, H'/4, W'/4)
-            if log_probs_filter is not None:
-                log_probs = log_probs_filter(log_probs, lightness)
-            for T_grid in self.ab_grids(log_probs, temperatures):  # (b, H'/4, W'/4, 2)
-                for k, i in enumerate(indices):
-                    h, w = views[i][1]
-                    grids[i].append(T_grid[k, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE])
-        if self.compiled:
-            from colorize_core.inference.compose_kernel import compose_many_fast as composer
-        else:
-            composer = compose_many
-        return [composer(lightness_of(image), image_grids) for image, image_grids in zip(images, grids)]
+        views = [self.view(image) for image in images]
+        grids: list[list[np.ndarray]] = [[] for _ in views]  # image -> [T] -> (h/4, w/4, 2)
+        for indices in group_by_shape(views).values():  # one network batch per padded shape
+            for i, image_grids in zip(indices, self.ab_batch([views[i] for i in indices], temperatures, log_probs_filter)):
+                grids[i] = image_grids
+        return [self.compose(view.lightness, image_grids) for view, image_grids in zip(views, grids)]
 
     @property
     def default_T(self) -> float:

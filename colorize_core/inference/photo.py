@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +25,8 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from colorize_core.constants import DEFAULT_MAX_PIXELS
 from colorize_core.images import ImageError, is_image_path, load_pixels, open_image
-from colorize_core.inference.colorizer import Colorizer
+from colorize_core.inference.colorizer import Colorizer, View
+from colorize_core.inference.pipeline import PipelineSizes, run_pipeline
 from colorize_core.io import atomic_write_bytes, remove_stale_temporaries, safe_join
 from colorize_core.progress import progress
 
@@ -215,8 +217,27 @@ def metadata_of(picture: Image.Image) -> dict:
     return {"exif": picture.info.get("exif"), "icc_profile": picture.info.get("icc_profile")}
 
 
-def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptions) -> Summary:
+@dataclass
+class Task:
+    """One input on its way through the pipeline; what happened to it is recorded in ``events``."""
+
+    index: int  # position among the inputs found: the summary lists inputs in this order
+    job: Job
+    pil_format: str
+    picture: Image.Image | None = None  # kept only for the contact sheet
+    metadata: dict = field(default_factory=dict)
+    view: View | None = None
+
+
+def colorize_files(
+    inputs: list[Path], colorizer: Colorizer, options: PhotoOptions, sizes: PipelineSizes | None = None
+) -> Summary:
     """Colorize every input file or folder; never raises for a bad image or an unwritable output.
+
+    The inputs are planned here, in order (header, own outputs, refusals, existing outputs); then
+    reader threads decode them, this thread runs the network on batches of one network shape, and
+    writer threads compose, encode and write (:mod:`pipeline`). The outputs are those of one image
+    at a time: the same files and bytes whatever the threads' timing.
 
     Raises
     ------
@@ -228,13 +249,68 @@ def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptio
     if options.out_dir is not None:
         options.out_dir.mkdir(parents=True, exist_ok=True)
     found = find_inputs(inputs, options.recursive, summary)
-    # outputs may not land on an input (an earlier run's outputs, by their names, may be replaced)
-    inputs_resolved = {source.resolve() for source, _ in found if not named_as_output(source, options.suffix)}
-    planned: dict[Path, Path] = {}  # output -> the input it comes from, in this run
-    pending: list[tuple[Job, Image.Image, str, dict]] = []
+    events: dict[int, list[tuple[str, object]]] = {}  # input index -> ("done" | "existing" | "own" | "skipped", ...)
     cleaned: set[Path] = set()  # output folders rid of a killed run's temporary files
+    sizes = sizes or PipelineSizes(batch_size=options.batch_size)
 
-    def write(job: Job, data: bytes, path: Path) -> bool:
+    def record(index: int, kind: str, value: object) -> None:
+        events.setdefault(index, []).append((kind, value))
+
+    def plan() -> Iterator[Task]:
+        """The tasks to colorize, in input order; the others recorded (header only, nothing decoded)."""
+        # outputs may not land on an input (an earlier run's outputs, by their names, may be replaced)
+        inputs_resolved = {source.resolve() for source, _ in found if not named_as_output(source, options.suffix)}
+        planned: dict[Path, Path] = {}  # output -> the input it comes from, in this run
+        for index, (source, base) in enumerate(found):
+            try:
+                with open_image(source, options.max_pixels) as image:
+                    if is_own_output(image, source, options.suffix):
+                        record(index, "own", source)
+                        bar.update()
+                        continue
+                    pil_format, extension = output_extension(image.format, options.format)
+                job = plan_job(source, base, options, extension)
+            except ImageError as error:
+                record(index, "skipped", (str(source), str(error).removeprefix(f"{source}: ")))
+                bar.update()
+                continue
+            except ValueError as error:  # an output path that leaves --out
+                record(index, "skipped", (str(source), str(error)))
+                bar.update()
+                continue
+            targets = [*job.outputs, *([job.sheet] if job.sheet else [])]
+            reason = refusal(job, targets, inputs_resolved, planned)
+            clashes = [t for t in targets if t.exists()] if not options.overwrite and not reason else []
+            if not reason and clashes and len(clashes) < len(targets):
+                reason = f"{clashes[0]} exists; --overwrite replaces it"
+            if reason:
+                record(index, "skipped", (str(source), reason))
+            elif clashes:
+                record(index, "existing", source)
+            else:
+                planned.update({t.resolve(): source for t in targets})
+                yield Task(index, job, pil_format)
+                continue
+            bar.update()
+
+    def read(task: Task) -> Task | None:
+        """Decode (reader thread): the pixels, their metadata, the network view and the lightness."""
+        source = task.job.source
+        try:
+            with open_image(source, options.max_pixels) as image:
+                picture = load_pixels(image)
+        except ImageError as error:
+            record(task.index, "skipped", (str(source), str(error).removeprefix(f"{source}: ")))
+            return None
+        task.metadata = metadata_of(picture)
+        task.view = colorizer.view(picture)
+        task.picture = picture if options.sheet else None
+        return task
+
+    def infer(batch: list[Task]) -> list[list[np.ndarray]]:
+        return colorizer.ab_batch([task.view for task in batch], options.temperatures)
+
+    def write(task: Task, data: bytes, path: Path) -> bool:
         try:
             if path.parent not in cleaned and path.parent.is_dir():
                 remove_stale_temporaries(path.parent)
@@ -242,56 +318,30 @@ def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptio
             atomic_write_bytes(path, data)
             return True
         except OSError as error:
-            summary.skipped.append((str(job.source), f"cannot write {path} ({error.strerror or error})"))
+            record(task.index, "skipped", (str(task.job.source), f"cannot write {path} ({error.strerror or error})"))
             return False
 
-    def flush() -> None:
-        results = colorizer.colorize_batch([p for _, p, _, _ in pending], options.temperatures)
-        for (job, picture, pil_format, metadata), colours in zip(pending, results):
-            written = all(
-                write(job, encode(Image.fromarray(rgb), pil_format, metadata), path)
-                for path, rgb in zip(job.outputs, colours)
-            )
-            if written and job.sheet is not None:
-                written = write(job, encode(contact_sheet(picture, colours, options.temperatures), pil_format, {}), job.sheet)
-            if written:
-                summary.done.append(job.source)
-        pending.clear()
+    def finish(task: Task, grids: list[np.ndarray]) -> None:
+        """Compose, encode and write (writer thread) every temperature, then the sheet."""
+        colours = colorizer.compose(task.view.lightness, grids)
+        task.view = None  # the lightness is no longer needed
+        job = task.job
+        written = all(
+            write(task, encode(Image.fromarray(rgb), task.pil_format, task.metadata), path)
+            for path, rgb in zip(job.outputs, colours)
+        )
+        if written and job.sheet is not None:
+            sheet = contact_sheet(task.picture, colours, options.temperatures)
+            written = write(task, encode(sheet, task.pil_format, {}), job.sheet)
+        if written:
+            record(task.index, "done", job.source)
 
-    with progress(found, desc="colorize", unit="img", disable=len(found) < 2) as bar:
-        for source, base in bar:
-            try:
-                with open_image(source, options.max_pixels) as image:
-                    if is_own_output(image, source, options.suffix):
-                        summary.own.append(source)
-                        continue
-                    pil_format, extension = output_extension(image.format, options.format)
-                    job = plan_job(source, base, options, extension)
-                    targets = [*job.outputs, *([job.sheet] if job.sheet else [])]
-                    reason = refusal(job, targets, inputs_resolved, planned)
-                    if reason:
-                        summary.skipped.append((str(source), reason))
-                        continue
-                    clashes = [t for t in targets if t.exists()] if not options.overwrite else []
-                    if clashes and len(clashes) == len(targets):
-                        summary.existing.append(source)
-                        continue
-                    if clashes:
-                        summary.skipped.append((str(source), f"{clashes[0]} exists; --overwrite replaces it"))
-                        continue
-                    planned.update({t.resolve(): source for t in targets})
-                    picture = load_pixels(image)
-            except ImageError as error:
-                summary.skipped.append((str(source), str(error).removeprefix(f"{source}: ")))
-                continue
-            except ValueError as error:  # an output path that leaves --out
-                summary.skipped.append((str(source), str(error)))
-                continue
-            pending.append((job, picture, pil_format, metadata_of(picture)))
-            if len(pending) >= options.batch_size:
-                flush()
-        if pending:
-            flush()
+    with progress(total=len(found), desc="colorize", unit="img", disable=len(found) < 2) as bar:
+        run_pipeline(plan(), read, lambda task: task.view.batch_key, infer, finish, sizes, lambda _: bar.update())
+    lists = {"done": summary.done, "existing": summary.existing, "own": summary.own, "skipped": summary.skipped}
+    for index in sorted(events):
+        for kind, value in events[index]:
+            lists[kind].append(value)
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -361,6 +361,8 @@ def photo(
     stream = Path("-") in inputs
     if stream and len(inputs) > 1:
         raise click.UsageError("- (stdin) cannot be combined with other inputs")
+    if requested and len(requested) > 1:  # a sweep composes with the compiled kernel: load it meanwhile
+        Colorizer.load_kernel_in_background()
     if checkpoint is None:
         colorizer = Colorizer.pretrained(device, size)
     else:

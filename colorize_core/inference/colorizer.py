@@ -15,6 +15,7 @@ and ``colorize photo`` use this same code path.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -121,11 +122,17 @@ class Colorizer:
     """A trained network with its bins; colorizes images at any temperature."""
 
     def __init__(
-        self, checkpoint: Checkpoint, device: str | torch.device = "auto", size: int | None = None, compiled: bool = False
+        self,
+        checkpoint: Checkpoint,
+        device: str | torch.device = "auto",
+        size: int | None = None,
+        compiled: bool | None = None,
     ):
         self.checkpoint = checkpoint
-        #: Compose with the compiled kernel (compose_kernel.py): the same pixels, several times
-        #: faster, for callers that colorize many images; costs Numba's import (about 0.5 s) once.
+        #: Compose with the compiled kernel (compose_kernel.py: the same pixels up to one 8-bit level
+        #: in a few gamut-mapped ones, several times faster; Numba's import and the kernel's loading
+        #: cost about 0.8 s once per process): True always (long-running callers), False never,
+        #: None when one image is composed at several temperatures (a sweep), where it pays.
         self.compiled = compiled
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = checkpoint.build_model().to(self.device, memory_format=torch.channels_last)
@@ -134,7 +141,7 @@ class Colorizer:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device = "auto", size: int | None = None, compiled: bool = False
+        cls, path: str | Path, device: str | torch.device = "auto", size: int | None = None, compiled: bool | None = None
     ) -> "Colorizer":
         return cls(load_checkpoint(path), device, size, compiled)
 
@@ -177,10 +184,15 @@ class Colorizer:
                 grids[k].append(T_grid[k, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE])
         return grids
 
-    def compose(self, lightness: np.ndarray, grids: list[np.ndarray]) -> list[np.ndarray]:
+    def uses_kernel(self, temperatures: int) -> bool:
+        """Whether an image composed at this many temperatures goes through the compiled kernel."""
+        return self.compiled if self.compiled is not None else temperatures > 1
+
+    def compose(self, lightness: np.ndarray, grids: list[np.ndarray], kernel: bool | None = None) -> list[np.ndarray]:
         """Full-resolution L, (H, W), with each coarse ab grid -> one (H, W, 3) uint8 sRGB image
-        per grid, by the compiled kernel or the numpy reference (``self.compiled``)."""
-        if self.compiled:
+        per grid, by the compiled kernel or the numpy reference (``kernel``; None:
+        :meth:`uses_kernel` for this many grids)."""
+        if kernel if kernel is not None else self.uses_kernel(len(grids)):
             from colorize_core.inference.compose_kernel import compose_many_fast
 
             return compose_many_fast(lightness, grids)
@@ -212,6 +224,20 @@ class Colorizer:
             for i, image_grids in zip(indices, self.ab_batch([views[i] for i in indices], temperatures, log_probs_filter)):
                 grids[i] = image_grids
         return [self.compose(view.lightness, image_grids) for view, image_grids in zip(views, grids)]
+
+    @staticmethod
+    def load_kernel_in_background() -> threading.Thread:
+        """Import Numba and load the compiled composition in a daemon thread, while the caller loads
+        the model and decodes (a sweep's first composition then waits less, or not at all)."""
+
+        def load() -> None:
+            from colorize_core.inference.compose_kernel import warm_up
+
+            warm_up()
+
+        thread = threading.Thread(target=load, name="load-kernel", daemon=True)
+        thread.start()
+        return thread
 
     @property
     def default_T(self) -> float:

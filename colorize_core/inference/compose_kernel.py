@@ -145,6 +145,11 @@ def _compose_kernel(
     return out
 
 
+def warm_up() -> None:
+    """Load the kernel now (from Numba's disk cache, or compile it), not at its first real use."""
+    compose_fast(np.zeros((2, 2), np.float32), np.zeros((1, 1, 2), np.float32))
+
+
 def compose_many_fast(lightness: np.ndarray, ab_grids: list[np.ndarray]) -> list[np.ndarray]:
     """As :func:`annealed_mean.compose_many` (the same pixels), compiled; the reference itself
     where Numba is not installed."""

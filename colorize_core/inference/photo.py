@@ -16,6 +16,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -310,33 +311,40 @@ def colorize_files(
     def infer(batch: list[Task]) -> list[list[np.ndarray]]:
         return colorizer.ab_batch([task.view for task in batch], options.temperatures)
 
-    def write(task: Task, data: bytes, path: Path) -> bool:
+    def write(image: Image.Image, pil_format: str, metadata: dict, path: Path) -> str:
+        """Encode and write one output atomically; why it could not be written ("" when it was)."""
+        data = encode(image, pil_format, metadata)
         try:
             if path.parent not in cleaned and path.parent.is_dir():
                 remove_stale_temporaries(path.parent)
                 cleaned.add(path.parent)
             atomic_write_bytes(path, data)
-            return True
+            return ""
         except OSError as error:
-            record(task.index, "skipped", (str(task.job.source), f"cannot write {path} ({error.strerror or error})"))
-            return False
+            return f"cannot write {path} ({error.strerror or error})"
+
+    kernel = colorizer.uses_kernel(len(options.temperatures))
 
     def finish(task: Task, grids: list[np.ndarray]) -> None:
-        """Compose, encode and write (writer thread) every temperature, then the sheet."""
-        colours = colorizer.compose(task.view.lightness, grids)
+        """Compose each temperature (writer thread), encoded and written by another thread while the
+        next is composed; then the sheet. The first output that fails skips the input."""
+        job, colours, writes = task.job, [], []
+        for path, grid in zip(job.outputs, grids):
+            colours.append(colorizer.compose(task.view.lightness, [grid], kernel)[0])
+            image = Image.fromarray(colours[-1])
+            writes.append(encoders.submit(write, image, task.pil_format, task.metadata, path))
         task.view = None  # the lightness is no longer needed
-        job = task.job
-        written = all(
-            write(task, encode(Image.fromarray(rgb), task.pil_format, task.metadata), path)
-            for path, rgb in zip(job.outputs, colours)
-        )
-        if written and job.sheet is not None:
+        failed = [reason for reason in (w.result() for w in writes) if reason]
+        if not failed and job.sheet is not None:
             sheet = contact_sheet(task.picture, colours, options.temperatures)
-            written = write(task, encode(sheet, task.pil_format, {}), job.sheet)
-        if written:
+            failed = [reason for reason in [write(sheet, task.pil_format, {}, job.sheet)] if reason]
+        if failed:
+            record(task.index, "skipped", (str(job.source), failed[0]))
+        else:
             record(task.index, "done", job.source)
 
-    with progress(total=len(found), desc="colorize", unit="img", disable=len(found) < 2) as bar:
+    bar = progress(total=len(found), desc="colorize", unit="img", disable=len(found) < 2)
+    with bar, ThreadPoolExecutor(sizes.writers, "encode") as encoders:
         run_pipeline(plan(), read, lambda task: task.view.batch_key, infer, finish, sizes, lambda _: bar.update())
     lists = {"done": summary.done, "existing": summary.existing, "own": summary.own, "skipped": summary.skipped}
     for index in sorted(events):

@@ -60,7 +60,9 @@ def simulated(keys: list[str], sizes: PipelineSizes, jitter: bool, seed: int = 0
         with lock:
             alive[0] -= 1
 
-    run_pipeline(range(len(keys)), read, lambda i: keys[i], infer, finish, sizes)
+    done = []
+    run_pipeline(range(len(keys)), read, lambda i: keys[i], infer, finish, sizes, lambda: done.append(1))
+    assert len(done) == len(keys)  # every item once, the dropped ones too
     return seen, written, most[0]
 
 

@@ -345,7 +345,7 @@ def colorize_files(
 
     bar = progress(total=len(found), desc="colorize", unit="img", disable=len(found) < 2)
     with bar, ThreadPoolExecutor(sizes.writers, "encode") as encoders:
-        run_pipeline(plan(), read, lambda task: task.view.batch_key, infer, finish, sizes, lambda _: bar.update())
+        run_pipeline(plan(), read, lambda task: task.view.batch_key, infer, finish, sizes, bar.update)
     lists = {"done": summary.done, "existing": summary.existing, "own": summary.own, "skipped": summary.skipped}
     for index in sorted(events):
         for kind, value in events[index]:

@@ -106,7 +106,7 @@ def run_pipeline(
     infer: Callable[[list[Prepared]], list[Result]],
     finish: Callable[[Prepared, Result], object],
     sizes: PipelineSizes = PipelineSizes(),
-    on_finished: Callable[[Prepared], None] | None = None,
+    on_done: Callable[[], None] | None = None,
 ) -> None:
     """Run every item through read -> infer (in batches) -> finish.
 
@@ -117,51 +117,53 @@ def run_pipeline(
     key : items of one key may share a batch (e.g. the padded network shape)
     infer : in this thread, a batch of prepared items -> one result per item, in their order
     finish : in a writer thread, (prepared item, its result) -> anything (the caller records it)
-    on_finished : in this thread, after an item's finish returned (progress bars)
+    on_done : in this thread, once per item, after its finish returned or its read dropped it
+        (a progress bar)
 
     An exception raised by read, infer or finish stops the pipeline (items not yet started are
     not started, those running end) and is raised here.
     """
     batcher: Batcher[Prepared] = Batcher(sizes.batch_size, sizes.held)
+    done = on_done or (lambda: None)
     with ThreadPoolExecutor(sizes.readers, "read") as readers, ThreadPoolExecutor(sizes.writers, "write") as writers:
         reading: deque[Future] = deque()
-        writing: deque[tuple[Prepared, Future]] = deque()
+        writing: deque[Future] = deque()
 
         def reap(limit: int) -> None:
             while len(writing) > limit:
-                prepared, future = writing.popleft()
-                future.result()  # re-raises the writer's exception
-                if on_finished is not None:
-                    on_finished(prepared)
+                writing.popleft().result()  # re-raises the writer's exception
+                done()
 
         def run(batch: list[Prepared]) -> None:
             results = infer(batch)
             if len(results) != len(batch):
                 raise RuntimeError(f"infer returned {len(results)} results for a batch of {len(batch)}")
             for prepared, result in zip(batch, results):
-                writing.append((prepared, writers.submit(finish, prepared, result)))
+                writing.append(writers.submit(finish, prepared, result))
                 reap(sizes.writes)
+
+        def take(prepared: Prepared | None) -> None:
+            if prepared is None:
+                done()
+                return
+            for batch in batcher.add(key(prepared), prepared):
+                run(batch)
 
         pending: Iterator[Item] = iter(items)
         try:
             for item in pending:
                 reading.append(readers.submit(read, item))
                 if len(reading) >= sizes.reads:
-                    _take(reading.popleft().result(), batcher, key, run)
+                    take(reading.popleft().result())
             while reading:
-                _take(reading.popleft().result(), batcher, key, run)
+                take(reading.popleft().result())
             for batch in batcher.drain():
                 run(batch)
             reap(0)
         except BaseException:
             for future in reading:
                 future.cancel()
-            for _, future in writing:
+            for future in writing:
                 future.cancel()
             raise
 
-
-def _take(prepared, batcher: Batcher, key: Callable, run: Callable) -> None:
-    if prepared is not None:
-        for batch in batcher.add(key(prepared), prepared):
-            run(batch)

@@ -121,8 +121,13 @@ def test_bad_sizes_are_one_line_naming_the_parameter():
 
 
 @pytest.fixture(scope="module")
-def colorizer(tmp_path_factory) -> Colorizer:
-    return Colorizer.from_checkpoint(tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt"), "cpu")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture
+def colorizer(checkpoint) -> Colorizer:
+    return Colorizer.from_checkpoint(checkpoint, "cpu")
 
 
 def mixed_folder(folder):
@@ -135,12 +140,17 @@ def mixed_folder(folder):
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
 
 
+@pytest.mark.parametrize("compiled", [None, False])
 @pytest.mark.parametrize("temperatures, sheet", [([0.38], False), ([0, 0.2, 1.0], True)])
-def test_a_folder_gives_the_bytes_of_one_image_at_a_time(tmp_path, colorizer, temperatures, sheet):
-    """Against an independent loop: each photo alone through Colorizer.colorize_batch and encode."""
+def test_a_folder_gives_the_bytes_of_one_image_at_a_time(tmp_path, checkpoint, temperatures, sheet, compiled):
+    """Against an independent loop: each photo alone through Colorizer.colorize_batch and encode,
+    composed as the folder is (by default the compiled kernel, a folder being several photos; with
+    compiled=False the numpy reference)."""
     from colorize_core.images import load_pixels, open_image
     from colorize_core.inference.photo import contact_sheet
 
+    colorizer = Colorizer.from_checkpoint(checkpoint, "cpu", compiled=compiled)
+    assert colorizer.uses_kernel(9 * len(temperatures)) == (compiled is None)
     mixed_folder(tmp_path / "in")
     options = PhotoOptions(temperatures, out_dir=tmp_path / "out", sheet=sheet)
     summary = colorize_files([tmp_path / "in"], colorizer, options, PipelineSizes(readers=3, writers=3))
@@ -151,7 +161,7 @@ def test_a_folder_gives_the_bytes_of_one_image_at_a_time(tmp_path, colorizer, te
         with open_image(source) as image:
             fmt = {"JPEG": "JPEG", "PNG": "PNG"}[image.format]
             picture = load_pixels(image)
-        colours = colorizer.colorize_batch([picture], temperatures)[0]
+        colours = colorizer.colorize_batch([picture], temperatures, kernel=compiled is None)[0]
         stem, ext = source.stem + "_color", source.suffix
         names = [f"{stem}{f'_T{T:g}' if len(temperatures) > 1 else ''}{ext}" for T in temperatures]
         for name, rgb in zip(names, colours):
@@ -175,10 +185,10 @@ def test_batches_of_one_shape_stay_within_one_level_of_one_at_a_time(tmp_path, c
 
 
 def test_a_sweep_composes_with_the_kernel_within_its_tolerance_of_the_reference(tmp_path):
-    """Several temperatures go through the compiled kernel (one alone through the numpy
-    reference): the bundled model's sweep of a real photo, against the reference's, is within the
-    kernel's documented tolerance (tests/test_decode.py): at most one 8-bit level, in fewer than 1e-4
-    of the pixels."""
+    """Several temperatures (or photos) go through the compiled kernel, one photo at one temperature
+    through the numpy reference: the bundled model's sweep of a real photo, against the
+    reference's, is within the kernel's documented tolerance (tests/test_decode.py): at most one
+    8-bit level, in fewer than 1e-4 of the pixels."""
     from helpers import skimage_photo
 
     sweep = [0.0, 0.09, 0.7]

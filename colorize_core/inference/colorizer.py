@@ -118,6 +118,18 @@ def group_by_shape(views: Sequence[View]) -> dict[tuple[int, int], list[int]]:
     return groups
 
 
+#: The thread that loads the compiled composition, once started (a non-daemon thread: an exit
+#: waits for it rather than stopping it inside LLVM).
+_LOADING: list[threading.Thread] = []
+_LOADING_LOCK = threading.Lock()
+
+
+def _load_kernel() -> None:
+    from colorize_core.inference.compose_kernel import warm_up
+
+    warm_up()
+
+
 class Colorizer:
     """A trained network with its bins; colorizes images at any temperature."""
 
@@ -132,7 +144,8 @@ class Colorizer:
         #: Compose with the compiled kernel (compose_kernel.py: the same pixels up to one 8-bit level
         #: in a few gamut-mapped ones, several times faster; Numba's import and the kernel's loading
         #: cost about 0.8 s once per process): True always (long-running callers), False never,
-        #: None when one image is composed at several temperatures (a sweep), where it pays.
+        #: None when a call composes more than one image or temperature (a folder, a sweep), where
+        #: it pays; one image at one temperature keeps the numpy reference.
         self.compiled = compiled
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = checkpoint.build_model().to(self.device, memory_format=torch.channels_last)
@@ -146,9 +159,11 @@ class Colorizer:
         return cls(load_checkpoint(path), device, size, compiled)
 
     @classmethod
-    def pretrained(cls, device: str | torch.device = "auto", size: int | None = None) -> "Colorizer":
+    def pretrained(
+        cls, device: str | torch.device = "auto", size: int | None = None, compiled: bool | None = None
+    ) -> "Colorizer":
         """The model bundled with the package (resources/MODEL_CARD.md says how it was made)."""
-        return cls.from_checkpoint(BUNDLED_CHECKPOINT, device, size)
+        return cls.from_checkpoint(BUNDLED_CHECKPOINT, device, size, compiled)
 
     @torch.inference_mode()
     def log_probs(self, lightness: np.ndarray) -> torch.Tensor:
@@ -184,9 +199,9 @@ class Colorizer:
                 grids[k].append(T_grid[k, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE])
         return grids
 
-    def uses_kernel(self, temperatures: int) -> bool:
-        """Whether an image composed at this many temperatures goes through the compiled kernel."""
-        return self.compiled if self.compiled is not None else temperatures > 1
+    def uses_kernel(self, compositions: int) -> bool:
+        """Whether a call (a run) that composes this many images × temperatures uses the compiled kernel."""
+        return self.compiled if self.compiled is not None else compositions > 1
 
     def compose(self, lightness: np.ndarray, grids: list[np.ndarray], kernel: bool | None = None) -> list[np.ndarray]:
         """Full-resolution L, (H, W), with each coarse ab grid -> one (H, W, 3) uint8 sRGB image
@@ -203,6 +218,7 @@ class Colorizer:
         images: Sequence[ImageLike],
         temperatures: Sequence[float],
         log_probs_filter: LogProbsFilter | None = None,
+        kernel: bool | None = None,
     ) -> list[list[np.ndarray]]:
         """Colorize several images in one network batch.
 
@@ -213,6 +229,8 @@ class Colorizer:
         log_probs_filter : applied to each network batch's log-probabilities before the annealed
             mean, ``(b, Q, H'/4, W'/4) log-probs, (b, H', W') network L -> (b, Q, H'/4, W'/4)``,
             once per padded shape, the images in their order (``colorize video``'s average over time)
+        kernel : compose with the compiled kernel; None: :meth:`uses_kernel` for this call's images
+            × temperatures
 
         Returns
         -------
@@ -221,23 +239,20 @@ class Colorizer:
         views = [self.view(image) for image in images]
         grids: list[list[np.ndarray]] = [[] for _ in views]  # image -> [T] -> (h/4, w/4, 2)
         for indices in group_by_shape(views).values():  # one network batch per padded shape
-            for i, image_grids in zip(indices, self.ab_batch([views[i] for i in indices], temperatures, log_probs_filter)):
+            batch = self.ab_batch([views[i] for i in indices], temperatures, log_probs_filter)
+            for i, image_grids in zip(indices, batch):
                 grids[i] = image_grids
-        return [self.compose(view.lightness, image_grids) for view, image_grids in zip(views, grids)]
+        kernel = self.uses_kernel(len(views) * len(temperatures)) if kernel is None else kernel
+        return [self.compose(view.lightness, image_grids, kernel) for view, image_grids in zip(views, grids)]
 
     @staticmethod
-    def load_kernel_in_background() -> threading.Thread:
-        """Import Numba and load the compiled composition in a daemon thread, while the caller loads
-        the model and decodes (a sweep's first composition then waits less, or not at all)."""
-
-        def load() -> None:
-            from colorize_core.inference.compose_kernel import warm_up
-
-            warm_up()
-
-        thread = threading.Thread(target=load, name="load-kernel", daemon=True)
-        thread.start()
-        return thread
+    def load_kernel_in_background() -> None:
+        """Import Numba and load the compiled composition in another thread (once per process) while
+        the caller loads the model and decodes: the first composition then waits less, or not at all."""
+        with _LOADING_LOCK:
+            if not _LOADING:
+                _LOADING.append(threading.Thread(target=_load_kernel, name="load-kernel"))
+                _LOADING[0].start()
 
     @property
     def default_T(self) -> float:

@@ -11,9 +11,11 @@ where numpy and Numba round the last bit of float64 atan2 or the 3×3 product di
 872,000 pixels of a demo photo at T = 0.09; tests/test_decode.py).
 
 Importing Numba costs about 0.35 s and loading the kernel from Numba's on-disk cache about 0.45 s
-(compiling it, the first time, about 3 s), so one-photo commands keep the numpy reference; the long-running
-callers use this (``Colorizer(compiled=True)``: the decode stage and the web page; ``colorize
-video`` keeps the reference, so that its frames equal ``colorize photo``'s bit for bit).
+(compiling it, the first time, about 3 s), so one photo at one temperature keeps the numpy
+reference; everything that composes more (``Colorizer``'s ``compiled``): the decode stage and the
+web page always, ``colorize photo`` on a folder or at several temperatures, and ``colorize video``
+(so that its frames equal ``colorize photo``'s on a folder of them, bit for bit), which load it in
+a background thread while the model loads.
 Without Numba installed it falls back to the reference.
 """
 

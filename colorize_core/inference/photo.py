@@ -5,7 +5,10 @@ more pixels than the limit is refused before decoding), its EXIF orientation app
 through :class:`~colorize_core.inference.colorizer.Colorizer` at each temperature, and written atomically
 (temporary file, then rename) with its EXIF and ICC metadata where the format allows. An
 existing output is kept unless ``overwrite``; an unreadable input is skipped with its reason
-and the others go on.
+and the others go on. Files and folders go through :mod:`colorize_core.inference.pipeline`:
+decoding, the network and composing with encoding overlap in threads, and the outputs are those of
+one image at a time. A run that composes more than one image or temperature uses the compiled
+composition (:mod:`colorize_core.inference.compose_kernel`).
 """
 
 from __future__ import annotations
@@ -323,7 +326,9 @@ def colorize_files(
         except OSError as error:
             return f"cannot write {path} ({error.strerror or error})"
 
-    kernel = colorizer.uses_kernel(len(options.temperatures))
+    kernel = colorizer.uses_kernel(len(found) * len(options.temperatures))
+    if kernel:
+        colorizer.load_kernel_in_background()  # while the first photos are read and go through the network
 
     def finish(task: Task, grids: list[np.ndarray]) -> None:
         """Compose each temperature (writer thread), encoded and written by another thread while the

@@ -70,7 +70,9 @@ def main() -> None:
         m[f"peak_rss_{small.name}_{len(list(small.iterdir()))}_photos_mib"] = small_peak = command_peak_mib(
             small, work / "out_small", args.batch_size
         )
-        m[f"peak_rss_{args.photos}_photos_mib"] = full_peak = command_peak_mib(folder, work / "out_full", args.batch_size)
+        m[f"peak_rss_{args.photos}_photos_mib"] = full_peak = command_peak_mib(
+            folder, work / "out_full", args.batch_size
+        )
         m["peak_rss_full_over_small"] = full_peak / small_peak
 
         from colorize_core.images import load_pixels, open_image
@@ -110,7 +112,12 @@ def main() -> None:
         m["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
         checks = [
             check("folder / network-only throughput (same batches)", m["folder_over_network_throughput"], 0.8),
-            check(f"peak RSS, {args.photos} / {SMALL_FOLDER} photos", m["peak_rss_full_over_small"], 1.1, higher_is_better=False),
+            check(
+                f"peak RSS, {args.photos} / {SMALL_FOLDER} photos",
+                m["peak_rss_full_over_small"],
+                1.1,
+                higher_is_better=False,
+            ),
         ]
     finally:
         shutil.rmtree(work)

@@ -81,18 +81,23 @@ def test_results_do_not_depend_on_the_threads_timing(batch_size):
 
 
 def test_memory_is_bounded_by_the_queues():
-    """However long the input, at most read-ahead + held + write-behind items (+ the batch being
-    inferred) are alive at once."""
+    """However long the input, at most read-ahead (+ the one the feeder is queueing) + held +
+    write-behind items (+ the batch being inferred) are alive at once."""
     keys = list("abcd" * 50)
     sizes = PipelineSizes(batch_size=2, readers=2, writers=2, read_ahead=3, max_held=4, write_behind=2)
     _, written, most = simulated(keys, sizes, jitter=True)
     assert len(written) == 200
-    assert most <= sizes.reads + sizes.held + sizes.writes + sizes.batch_size
+    assert most <= sizes.reads + 1 + sizes.held + sizes.writes + sizes.batch_size
 
 
-@pytest.mark.parametrize("stage", ["read", "infer", "finish"])
+@pytest.mark.parametrize("stage", ["items", "read", "infer", "finish"])
 def test_an_error_in_any_stage_is_raised_and_stops_the_run(stage):
     started = []
+
+    def items():
+        for i in range(1000):
+            fail_at("items", i)
+            yield i
 
     def fail_at(name, i):
         if stage == name and i == 5:
@@ -109,7 +114,7 @@ def test_an_error_in_any_stage_is_raised_and_stops_the_run(stage):
         return batch
 
     with pytest.raises(ValueError, match=f"{stage} failed at 5"):
-        run_pipeline(range(1000), read, lambda i: 0, infer, lambda i, r: fail_at("finish", i), PipelineSizes())
+        run_pipeline(items(), read, lambda i: 0, infer, lambda i, r: fail_at("finish", i), PipelineSizes())
     assert len(started) < 50  # stopped, not run to the end
 
 
@@ -154,7 +159,9 @@ def test_a_folder_gives_the_bytes_of_one_image_at_a_time(tmp_path, checkpoint, t
     mixed_folder(tmp_path / "in")
     options = PhotoOptions(temperatures, out_dir=tmp_path / "out", sheet=sheet)
     summary = colorize_files([tmp_path / "in"], colorizer, options, PipelineSizes(readers=3, writers=3))
-    assert [p.name for p in summary.done] == sorted(p.name for p in (tmp_path / "in").iterdir() if p.name != "broken.png")
+    assert [p.name for p in summary.done] == sorted(
+        p.name for p in (tmp_path / "in").iterdir() if p.name != "broken.png"
+    )
     assert [s for s, _ in summary.skipped] == [str(tmp_path / "in" / "broken.png")]
     expected_names = set()
     for source in summary.done:
@@ -169,7 +176,9 @@ def test_a_folder_gives_the_bytes_of_one_image_at_a_time(tmp_path, checkpoint, t
             assert data == encode(Image.fromarray(rgb), fmt, metadata_of(picture)), name
         if sheet:
             names.append(f"{stem}_sheet{ext}")
-            assert (tmp_path / "out" / names[-1]).read_bytes() == encode(contact_sheet(picture, colours, temperatures), fmt, {})
+            assert (tmp_path / "out" / names[-1]).read_bytes() == encode(
+                contact_sheet(picture, colours, temperatures), fmt, {}
+            )
         expected_names.update(names)
     assert {p.name for p in (tmp_path / "out").iterdir()} == expected_names
 
@@ -197,7 +206,10 @@ def test_a_sweep_composes_with_the_kernel_within_its_tolerance_of_the_reference(
     reference.compiled = False
     assert auto.uses_kernel(len(sweep)) and not auto.uses_kernel(1) and not reference.uses_kernel(len(sweep))
     for name, colorizer in (("auto", auto), ("reference", reference)):
-        assert len(colorize_files([tmp_path / "cat.png"], colorizer, PhotoOptions(sweep, out_dir=tmp_path / name)).done) == 1
+        assert (
+            len(colorize_files([tmp_path / "cat.png"], colorizer, PhotoOptions(sweep, out_dir=tmp_path / name)).done)
+            == 1
+        )
     differing = 0
     for T in sweep:
         a, b = (np.asarray(Image.open(tmp_path / n / f"cat_color_T{T:g}.png"), int) for n in ("auto", "reference"))

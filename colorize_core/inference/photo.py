@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -260,6 +261,13 @@ def colorize_files(
     def record(index: int, kind: str, value: object) -> None:
         events.setdefault(index, []).append((kind, value))
 
+    bar_lock = threading.Lock()
+
+    def advance() -> None:
+        """One input done (from the feeder thread, or this one)."""
+        with bar_lock:
+            bar.update()
+
     def plan() -> Iterator[Task]:
         """The tasks to colorize, in input order; the others recorded (header only, nothing decoded)."""
         # outputs may not land on an input (an earlier run's outputs, by their names, may be replaced)
@@ -270,17 +278,17 @@ def colorize_files(
                 with open_image(source, options.max_pixels) as image:
                     if is_own_output(image, source, options.suffix):
                         record(index, "own", source)
-                        bar.update()
+                        advance()
                         continue
                     pil_format, extension = output_extension(image.format, options.format)
                 job = plan_job(source, base, options, extension)
             except ImageError as error:
                 record(index, "skipped", (str(source), str(error).removeprefix(f"{source}: ")))
-                bar.update()
+                advance()
                 continue
             except ValueError as error:  # an output path that leaves --out
                 record(index, "skipped", (str(source), str(error)))
-                bar.update()
+                advance()
                 continue
             targets = [*job.outputs, *([job.sheet] if job.sheet else [])]
             reason = refusal(job, targets, inputs_resolved, planned)
@@ -295,7 +303,7 @@ def colorize_files(
                 planned.update({t.resolve(): source for t in targets})
                 yield Task(index, job, pil_format)
                 continue
-            bar.update()
+            advance()
 
     def read(task: Task) -> Task | None:
         """Decode (reader thread): the pixels, their metadata, the network view and the lightness."""
@@ -350,7 +358,7 @@ def colorize_files(
 
     bar = progress(total=len(found), desc="colorize", unit="img", disable=len(found) < 2)
     with bar, ThreadPoolExecutor(sizes.writers, "encode") as encoders:
-        run_pipeline(plan(), read, lambda task: task.view.batch_key, infer, finish, sizes, bar.update)
+        run_pipeline(plan(), read, lambda task: task.view.batch_key, infer, finish, sizes, advance)
     lists = {"done": summary.done, "existing": summary.existing, "own": summary.own, "skipped": summary.skipped}
     for index in sorted(events):
         for kind, value in events[index]:

@@ -18,6 +18,8 @@ not grow with the number of items.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +37,8 @@ DEFAULT_THREADS = 2
 
 @dataclass(frozen=True)
 class PipelineSizes:
-    """Threads and queue bounds; peak memory is about (read_ahead + max_held + write_behind) items."""
+    """Threads and queue bounds: at most read_ahead + 1 + max_held + batch_size + write_behind items
+    are alive at once (being read or waiting, in batches, being inferred, being finished)."""
 
     batch_size: int = 1  # items per network batch (of one key)
     readers: int = DEFAULT_THREADS
@@ -112,7 +115,8 @@ def run_pipeline(
 
     Parameters
     ----------
-    items : consumed lazily, in this thread, as the read-ahead allows (a generator may plan them)
+    items : consumed lazily, in a feeder thread, as the read-ahead allows (a generator may plan
+        them: its file-system calls then stay off the network's thread)
     read : in a reader thread, item -> prepared item, or None to drop it (the caller records why)
     key : items of one key may share a batch (e.g. the padded network shape)
     infer : in this thread, a batch of prepared items -> one result per item, in their order
@@ -120,13 +124,13 @@ def run_pipeline(
     on_done : in this thread, once per item, after its finish returned or its read dropped it
         (a progress bar)
 
-    An exception raised by read, infer or finish stops the pipeline (items not yet started are
-    not started, those running end) and is raised here.
+    An exception raised by items, read, infer or finish stops the pipeline (items not yet started
+    are not started, those running end) and is raised here.
     """
     batcher: Batcher[Prepared] = Batcher(sizes.batch_size, sizes.held)
     done = on_done or (lambda: None)
     with ThreadPoolExecutor(sizes.readers, "read") as readers, ThreadPoolExecutor(sizes.writers, "write") as writers:
-        reading: deque[Future] = deque()
+        feeder = _Feeder(items, lambda item: readers.submit(read, item), sizes.reads)
         writing: deque[Future] = deque()
 
         def reap(limit: int) -> None:
@@ -142,28 +146,78 @@ def run_pipeline(
                 writing.append(writers.submit(finish, prepared, result))
                 reap(sizes.writes)
 
-        def take(prepared: Prepared | None) -> None:
-            if prepared is None:
-                done()
-                return
-            for batch in batcher.add(key(prepared), prepared):
-                run(batch)
-
-        pending: Iterator[Item] = iter(items)
         try:
-            for item in pending:
-                reading.append(readers.submit(read, item))
-                if len(reading) >= sizes.reads:
-                    take(reading.popleft().result())
-            while reading:
-                take(reading.popleft().result())
+            for future in feeder:  # in the items' order
+                prepared = future.result()  # re-raises the reader's exception
+                if prepared is None:
+                    done()
+                    continue
+                for batch in batcher.add(key(prepared), prepared):
+                    run(batch)
             for batch in batcher.drain():
                 run(batch)
             reap(0)
         except BaseException:
-            for future in reading:
-                future.cancel()
+            feeder.stop()
             for future in writing:
                 future.cancel()
             raise
 
+
+class _Feeder:
+    """Iterates the items in its own thread, submitting each one's read; yields the reads' futures
+    in order, at most ``depth`` waiting (the feeder blocks beyond), then ends or raises as the items did."""
+
+    _END = object()
+
+    def __init__(self, items: Iterable[Item], submit: Callable[[Item], Future], depth: int):
+        self.futures: queue.Queue = queue.Queue(maxsize=depth)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._feed, args=(iter(items), submit), name="feed", daemon=True)
+        self.thread.start()
+
+    def _feed(self, items: Iterator[Item], submit: Callable[[Item], Future]) -> None:
+        try:
+            for item in items:
+                if self.stopped.is_set() or not self._put(submit(item)):
+                    return
+            self._put(self._END)
+        except Exception as error:  # noqa: BLE001 (handed to the consumer, raised there)
+            self._put(_Failure(error))
+
+    def _put(self, entry: object) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.futures.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        if isinstance(entry, Future):
+            entry.cancel()
+        return False
+
+    def __iter__(self) -> Iterator[Future]:
+        while True:
+            entry = self.futures.get()
+            if entry is self._END:
+                return
+            if isinstance(entry, _Failure):
+                raise entry.error
+            yield entry
+
+    def stop(self) -> None:
+        """Stop feeding and cancel the reads not yet started."""
+        self.stopped.set()
+        while True:
+            try:
+                entry = self.futures.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(entry, Future):
+                entry.cancel()
+        self.thread.join()
+
+
+@dataclass
+class _Failure:
+    error: BaseException

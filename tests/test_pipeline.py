@@ -217,3 +217,15 @@ def test_a_sweep_composes_with_the_kernel_within_its_tolerance_of_the_reference(
         assert difference.max() <= 1 and (difference > 0).mean() < 1e-4, T
         differing += int((difference > 0).sum())
     print(f"{differing} pixels one level apart")  # pytest -s shows it
+
+
+def test_the_kernel_gives_the_same_pixels_on_one_core_or_all():
+    """Writers of a folder compose on one core each: per-pixel arithmetic, so the same bytes."""
+    from helpers import skimage_photo
+
+    from colorize_core.inference.compose_kernel import compose_fast
+
+    colorizer = Colorizer.pretrained("cpu")
+    view = colorizer.view(Image.fromarray(skimage_photo("astronaut")))
+    for grid in colorizer.ab_batch([view], [0.0, 0.7])[0]:  # T = 0: many gamut-mapped pixels
+        np.testing.assert_array_equal(compose_fast(view.lightness, grid, 1), compose_fast(view.lightness, grid))

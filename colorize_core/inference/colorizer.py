@@ -203,14 +203,16 @@ class Colorizer:
         """Whether a call (a run) that composes this many images × temperatures uses the compiled kernel."""
         return self.compiled if self.compiled is not None else compositions > 1
 
-    def compose(self, lightness: np.ndarray, grids: list[np.ndarray], kernel: bool | None = None) -> list[np.ndarray]:
+    def compose(
+        self, lightness: np.ndarray, grids: list[np.ndarray], kernel: bool | None = None, threads: int | None = None
+    ) -> list[np.ndarray]:
         """Full-resolution L, (H, W), with each coarse ab grid -> one (H, W, 3) uint8 sRGB image
         per grid, by the compiled kernel or the numpy reference (``kernel``; None:
-        :meth:`uses_kernel` for this many grids)."""
+        :meth:`uses_kernel` for this many grids); the kernel on ``threads`` cores (None: all)."""
         if kernel if kernel is not None else self.uses_kernel(len(grids)):
             from colorize_core.inference.compose_kernel import compose_many_fast
 
-            return compose_many_fast(lightness, grids)
+            return compose_many_fast(lightness, grids, threads)
         return compose_many(lightness, grids)
 
     def colorize_batch(

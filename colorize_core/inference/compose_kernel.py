@@ -152,22 +152,34 @@ def warm_up() -> None:
     compose_fast(np.zeros((2, 2), np.float32), np.zeros((1, 1, 2), np.float32))
 
 
-def compose_many_fast(lightness: np.ndarray, ab_grids: list[np.ndarray]) -> list[np.ndarray]:
+def compose_many_fast(
+    lightness: np.ndarray, ab_grids: list[np.ndarray], threads: int | None = None
+) -> list[np.ndarray]:
     """As :func:`annealed_mean.compose_many` (the same pixels), compiled; the reference itself
     where Numba is not installed."""
     if not numba_available():
         return compose_many(lightness, ab_grids)
-    return [compose_fast(lightness, grid) for grid in ab_grids]
+    return [compose_fast(lightness, grid, threads) for grid in ab_grids]
 
 
-def compose_fast(lightness: np.ndarray, ab_grid: np.ndarray) -> np.ndarray:
+def compose_fast(lightness: np.ndarray, ab_grid: np.ndarray, threads: int | None = None) -> np.ndarray:
     """As :func:`annealed_mean.compose`: full-resolution L, (H, W), with a coarse ab grid,
-    (h, w, 2), into (H, W, 3) uint8 sRGB."""
+    (h, w, 2), into (H, W, 3) uint8 sRGB; on ``threads`` cores (None: all; the same pixels either way)."""
     if not numba_available():
         return compose(lightness, ab_grid)
     height, width = lightness.shape
     upsampler = _Upsampler(ab_grid, height, width)  # the reference's taps and row-interpolated grid
     out = np.empty((height, width, 3), np.uint8)
+    previous = numba.get_num_threads()  # a setting of the calling thread alone
+    numba.set_num_threads(min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
+    try:
+        _run_kernel(lightness, upsampler, out)
+    finally:
+        numba.set_num_threads(previous)
+    return out
+
+
+def _run_kernel(lightness: np.ndarray, upsampler: _Upsampler, out: np.ndarray) -> None:
     _compose_kernel(
         np.ascontiguousarray(lightness, np.float32),
         upsampler.a_rows,
@@ -183,4 +195,3 @@ def compose_fast(lightness: np.ndarray, ab_grid: np.ndarray) -> np.ndarray:
         _max_chroma_table(),
         out,
     )
-    return out

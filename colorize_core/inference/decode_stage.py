@@ -141,7 +141,7 @@ def decode_images(
 
     def finish(prepared: tuple[TestImage, View], grids: list[np.ndarray]) -> None:
         item, view = prepared
-        for T, rgb in zip(temperatures, colorizer.compose(view.lightness, grids)):
+        for T, rgb in zip(temperatures, colorizer.compose(view.lightness, grids, threads=1)):  # writers in parallel
             save_png(rgb, folders[T] / f"{item.key}.png")
 
     sizes = PipelineSizes(batch_size=params.decode.batch_size)

@@ -335,6 +335,9 @@ def colorize_files(
             return f"cannot write {path} ({error.strerror or error})"
 
     kernel = colorizer.uses_kernel(len(found) * len(options.temperatures))
+    # several photos: the writer threads compose in parallel, each on one core (the network's
+    # threads are disturbed less); one photo: its temperatures on every core
+    kernel_threads = 1 if len(found) > 1 else None
     if kernel:
         colorizer.load_kernel_in_background()  # while the first photos are read and go through the network
 
@@ -343,7 +346,7 @@ def colorize_files(
         next is composed; then the sheet. The first output that fails skips the input."""
         job, colours, writes = task.job, [], []
         for path, grid in zip(job.outputs, grids):
-            colours.append(colorizer.compose(task.view.lightness, [grid], kernel)[0])
+            colours.append(colorizer.compose(task.view.lightness, [grid], kernel, kernel_threads)[0])
             image = Image.fromarray(colours[-1])
             writes.append(encoders.submit(write, image, task.pil_format, task.metadata, path))
         task.view = None  # the lightness is no longer needed

@@ -1,18 +1,18 @@
 """A bounded pipeline around one model: reader threads, batches of one network shape, writer threads.
 
-    items ─▶ read (reader threads) ─▶ batches by key (this thread) ─▶ infer (this thread) ─▶ finish (writer threads)
+    items (feeder thread) ─▶ read (reader threads) ─▶ batches by key ─▶ infer (this thread) ─▶ finish (writer threads)
 
-``colorize photo`` runs a folder through it: readers decode a photo and compute its network view
-and full-resolution lightness, the calling thread runs the network on a batch of views of one
-padded shape, writers compose, encode and write the colours. Decoding, the network, and
-composing or encoding overlap (PIL, NumPy and torch release the GIL in their loops), so the
-network's thread rarely waits. Any caller with the same three steps can use it (the decode stage,
-the web page, a film's frames).
+``colorize photo`` runs its files through it: the feeder plans each input (its header, its
+outputs), readers decode a photo and compute its network view and full-resolution lightness, the
+calling thread runs the network on a batch of views of one padded shape, writers compose, encode
+and write the colours. Decoding, the network, and composing or encoding overlap (PIL, NumPy,
+Numba and torch release the GIL in their loops), and the network's thread does nothing else. The
+decode stage uses it too; the web page and a film's frames could (their three steps are the same).
 
 Deterministic: items are read ahead in parallel but taken in their order, and batches are formed
 from that order alone (:class:`Batcher`), never from thread timing; with ``batch_size=1`` every
-batch is one item, exactly as a one-at-a-time loop. Bounded: at most ``read_ahead`` items are
-being read, ``max_held`` wait in batches and ``write_behind`` are being finished, so memory does
+batch is one item, exactly as a one-at-a-time loop. Bounded: at most ``read_ahead`` (+ 1) items
+are being read, ``max_held`` wait in batches and ``write_behind`` are being finished, so memory does
 not grow with the number of items.
 """
 

@@ -7,8 +7,11 @@ bundled model (a new process: Python start, imports, model loading, colorization
     python benchmarks/bench_inference.py [--repeat 5]
 
 Targets: the network is >= 75% of the end-to-end time for the full-width model; 5 temperatures
-cost < 1.5× one (the log-probabilities are computed once); the bundled model's whole command
-takes < 2 s.
+cost < 1.5× one for it (the log-probabilities are computed once) and <= 2× one for the demo
+network (whose 6 ms leave the full-resolution composition, encoding and writing to dominate: a
+sweep composes with the compiled kernel and writes one temperature while composing the next); the
+bundled model's whole command takes < 2 s. The whole command with a 5-temperature sweep (the
+kernel loaded in the background) is reported beside it.
 """
 
 from __future__ import annotations
@@ -84,9 +87,9 @@ def end_to_end(colorizer: Colorizer, photo: Path, temperatures: list[float], fol
     return median_seconds(lambda: colorize_files([photo], colorizer, options), repeat)
 
 
-def command_seconds(photo: Path, folder: Path, repeat: int) -> float:
+def command_seconds(photo: Path, folder: Path, repeat: int, *options: str) -> float:
     """Median wall time of the whole `colorize photo PHOTO` command (bundled model), a new process each time."""
-    command = [str(Path(sys.executable).parent / "colorize"), "photo", str(photo), "--out", str(folder / "cli"), "--overwrite"]
+    command = [str(Path(sys.executable).parent / "colorize"), "photo", str(photo), "--out", str(folder / "cli"), "--overwrite", *options]
     return median_seconds(lambda: subprocess.run(command, check=True, capture_output=True), repeat)
 
 
@@ -116,9 +119,11 @@ def main() -> None:
             m[f"{name}_network_share"] = m[f"{name}_network_ms"] / m[f"{name}_parts_total_ms"]
             m[f"{name}_5T_over_1T"] = five / one
         m["bundled_command_s"] = command_seconds(photo, folder, args.repeat)
+        m["bundled_command_5T_s"] = command_seconds(photo, folder, args.repeat, "-t", ",".join(f"{T:g}" for T in SWEEP))
         checks.append(check("full: network share of the parts' total", m["full_network_share"], 0.75))
         checks.append(check("bundled: `colorize photo` command, seconds", m["bundled_command_s"], 2.0, higher_is_better=False))
         checks.append(check("full: 5 temperatures / 1 temperature", m["full_5T_over_1T"], 1.5, higher_is_better=False))
+        checks.append(check("demo: 5 temperatures / 1 temperature", m["demo_5T_over_1T"], 2.0, higher_is_better=False))
     finally:
         shutil.rmtree(folder)
     report("inference", m, checks)

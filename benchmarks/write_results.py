@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("shard", "train", "inference", "video", "memory", "serve", "gpu")
+ORDER = ("shard", "train", "inference", "folder", "video", "memory", "serve", "gpu")
 
 
 def render(results: list[dict]) -> str:

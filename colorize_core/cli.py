@@ -361,6 +361,8 @@ def photo(
     stream = Path("-") in inputs
     if stream and len(inputs) > 1:
         raise click.UsageError("- (stdin) cannot be combined with other inputs")
+    if (requested and len(requested) > 1) or len(inputs) > 1 or any(p.is_dir() for p in inputs):
+        Colorizer.load_kernel_in_background()  # a sweep or a folder composes with the compiled kernel
     if checkpoint is None:
         colorizer = Colorizer.pretrained(device, size)
     else:
@@ -439,10 +441,11 @@ def video(
         raise click.ClickException("colorize video needs PyAV: pip install 'colorize[video]' (or pip install av)") from None
     from colorize_core.inference.colorizer import Colorizer
 
+    Colorizer.load_kernel_in_background()  # a film's frames compose with the compiled kernel, as a folder's
     if checkpoint is None:
-        colorizer = Colorizer.pretrained(device, size)
+        colorizer = Colorizer.pretrained(device, size, compiled=True)
     else:
-        colorizer = Colorizer.from_checkpoint(checkpoint, device, size)
+        colorizer = Colorizer.from_checkpoint(checkpoint, device, size, compiled=True)
     options = VideoOptions(
         temperature=colorizer.default_T if T is None else T,
         smooth=smooth,

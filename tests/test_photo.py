@@ -134,16 +134,16 @@ def test_no_partial_file_after_an_interrupted_run(tmp_path, checkpoint):
     argv = ["photo", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]
     env = {**os.environ, "TQDM_DISABLE": "1"}
     process = run_until("colorize_core.inference.photo:atomic_write_bytes", 2, argv, tmp_path / "event", env=env)
-    process.send_signal(signal.SIGKILL)  # while the third photo is being colorized
+    process.send_signal(signal.SIGKILL)  # while later photos are being read, colorized and written
     process.wait()
     done = sorted((tmp_path / "out").glob("*.png"))
-    assert len(done) == 2
+    assert 2 <= len(done) < 6  # another writer thread may have finished one more meanwhile
     for path in done:
         Image.open(path).load()  # complete files only; a partial PNG fails here
     command = [sys.executable, "-m", "colorize_core.cli", *argv]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "2 already done" in result.stderr
+    assert f"{len(done)} already done" in result.stderr
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
 

@@ -15,6 +15,8 @@ and ``colorize photo`` use this same code path.
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -94,15 +96,56 @@ def network_lightness(
     return padded, (h, w)
 
 
+@dataclass
+class View:
+    """One image as the network sees it, and the lightness its colours are joined with."""
+
+    network_lightness: np.ndarray  # (H', W') float32 L, edge-padded to the network's input multiple
+    shape: tuple[int, int]  # (h, w) of the unpadded network view
+    lightness: np.ndarray  # (H, W) float32 L of the image at full resolution
+
+    @property
+    def batch_key(self) -> tuple[int, int]:
+        """Views with the same key go through the network in one batch: the padded (H', W')."""
+        return self.network_lightness.shape
+
+
+def group_by_shape(views: Sequence[View]) -> dict[tuple[int, int], list[int]]:
+    """Indices of the views by padded network shape, each list in order, keys in order of first use."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, view in enumerate(views):
+        groups.setdefault(view.batch_key, []).append(i)
+    return groups
+
+
+#: The thread that loads the compiled composition, once started (a non-daemon thread: an exit
+#: waits for it rather than stopping it inside LLVM).
+_LOADING: list[threading.Thread] = []
+_LOADING_LOCK = threading.Lock()
+
+
+def _load_kernel() -> None:
+    from colorize_core.inference.compose_kernel import warm_up
+
+    warm_up()
+
+
 class Colorizer:
     """A trained network with its bins; colorizes images at any temperature."""
 
     def __init__(
-        self, checkpoint: Checkpoint, device: str | torch.device = "auto", size: int | None = None, compiled: bool = False
+        self,
+        checkpoint: Checkpoint,
+        device: str | torch.device = "auto",
+        size: int | None = None,
+        compiled: bool | None = None,
     ):
         self.checkpoint = checkpoint
-        #: Compose with the compiled kernel (compose_kernel.py): the same pixels, several times
-        #: faster, for callers that colorize many images; costs Numba's import (about 0.5 s) once.
+        #: Compose with the compiled kernel (compose_kernel.py: the same pixels up to one 8-bit level
+        #: in a few gamut-mapped ones, several times faster; Numba's import and the kernel's loading
+        #: cost about 0.8 s once per process): True always (long-running callers), False never,
+        #: None when a call composes more than one image or temperature (a folder, a sweep), where
+        #: it pays; one image at one temperature keeps the numpy reference.
         self.compiled = compiled
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = checkpoint.build_model().to(self.device, memory_format=torch.channels_last)
@@ -111,14 +154,16 @@ class Colorizer:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device = "auto", size: int | None = None, compiled: bool = False
+        cls, path: str | Path, device: str | torch.device = "auto", size: int | None = None, compiled: bool | None = None
     ) -> "Colorizer":
         return cls(load_checkpoint(path), device, size, compiled)
 
     @classmethod
-    def pretrained(cls, device: str | torch.device = "auto", size: int | None = None) -> "Colorizer":
+    def pretrained(
+        cls, device: str | torch.device = "auto", size: int | None = None, compiled: bool | None = None
+    ) -> "Colorizer":
         """The model bundled with the package (resources/MODEL_CARD.md says how it was made)."""
-        return cls.from_checkpoint(BUNDLED_CHECKPOINT, device, size)
+        return cls.from_checkpoint(BUNDLED_CHECKPOINT, device, size, compiled)
 
     @torch.inference_mode()
     def log_probs(self, lightness: np.ndarray) -> torch.Tensor:
@@ -131,11 +176,51 @@ class Colorizer:
         """Annealed-mean ab for each temperature from one set of log-probabilities, each (B, h, w, 2)."""
         return [ab_from_log_probs(log_probs, self.centres, T).numpy() for T in temperatures]
 
+    def view(self, image: ImageLike) -> View:
+        """What the network and the composition need of one image (the reader's share of the work)."""
+        picture = as_pil(image)
+        padded, shape = network_lightness(picture, self.size, self.model.input_multiple)
+        return View(padded, shape, lightness_of(picture))
+
+    def ab_batch(
+        self, views: Sequence[View], temperatures: Sequence[float], log_probs_filter: LogProbsFilter | None = None
+    ) -> list[list[np.ndarray]]:
+        """One network batch of views of one padded shape -> ``grids[i][k]``, view i's annealed-mean ab
+        at temperature k over its unpadded image, (h_i/4, w_i/4, 2) float32; ``log_probs_filter`` as
+        in :meth:`colorize_batch`."""
+        lightness = np.stack([v.network_lightness for v in views])  # (b, H', W')
+        log_probs = self.log_probs(lightness)  # (b, Q, H'/4, W'/4)
+        if log_probs_filter is not None:
+            log_probs = log_probs_filter(log_probs, lightness)
+        grids: list[list[np.ndarray]] = [[] for _ in views]
+        for T_grid in self.ab_grids(log_probs, temperatures):  # (b, H'/4, W'/4, 2)
+            for k, v in enumerate(views):
+                h, w = v.shape
+                grids[k].append(T_grid[k, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE])
+        return grids
+
+    def uses_kernel(self, compositions: int) -> bool:
+        """Whether a call (a run) that composes this many images × temperatures uses the compiled kernel."""
+        return self.compiled if self.compiled is not None else compositions > 1
+
+    def compose(
+        self, lightness: np.ndarray, grids: list[np.ndarray], kernel: bool | None = None, threads: int | None = None
+    ) -> list[np.ndarray]:
+        """Full-resolution L, (H, W), with each coarse ab grid -> one (H, W, 3) uint8 sRGB image
+        per grid, by the compiled kernel or the numpy reference (``kernel``; None:
+        :meth:`uses_kernel` for this many grids); the kernel on ``threads`` cores (None: all)."""
+        if kernel if kernel is not None else self.uses_kernel(len(grids)):
+            from colorize_core.inference.compose_kernel import compose_many_fast
+
+            return compose_many_fast(lightness, grids, threads)
+        return compose_many(lightness, grids)
+
     def colorize_batch(
         self,
         images: Sequence[ImageLike],
         temperatures: Sequence[float],
         log_probs_filter: LogProbsFilter | None = None,
+        kernel: bool | None = None,
     ) -> list[list[np.ndarray]]:
         """Colorize several images in one network batch.
 
@@ -146,31 +231,30 @@ class Colorizer:
         log_probs_filter : applied to each network batch's log-probabilities before the annealed
             mean, ``(b, Q, H'/4, W'/4) log-probs, (b, H', W') network L -> (b, Q, H'/4, W'/4)``,
             once per padded shape, the images in their order (``colorize video``'s average over time)
+        kernel : compose with the compiled kernel; None: :meth:`uses_kernel` for this call's images
+            × temperatures
 
         Returns
         -------
         ``result[i][k]``: image i at temperature k, (H_i, W_i, 3) uint8.
         """
-        images = [as_pil(image) for image in images]
-        views = [network_lightness(image, self.size, self.model.input_multiple) for image in images]
-        grids: list[list[np.ndarray]] = [[] for _ in images]  # image -> [T] -> (h/4, w/4, 2)
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for i, (padded, _) in enumerate(views):
-            by_shape.setdefault(padded.shape, []).append(i)
-        for indices in by_shape.values():  # one network batch per padded shape
-            lightness = np.stack([views[i][0] for i in indices])  # (b, H', W')
-            log_probs = self.log_probs(lightness)  # (b, Q, H'/4, W'/4)
-            if log_probs_filter is not None:
-                log_probs = log_probs_filter(log_probs, lightness)
-            for T_grid in self.ab_grids(log_probs, temperatures):  # (b, H'/4, W'/4, 2)
-                for k, i in enumerate(indices):
-                    h, w = views[i][1]
-                    grids[i].append(T_grid[k, : h // OUTPUT_STRIDE, : w // OUTPUT_STRIDE])
-        if self.compiled:
-            from colorize_core.inference.compose_kernel import compose_many_fast as composer
-        else:
-            composer = compose_many
-        return [composer(lightness_of(image), image_grids) for image, image_grids in zip(images, grids)]
+        views = [self.view(image) for image in images]
+        grids: list[list[np.ndarray]] = [[] for _ in views]  # image -> [T] -> (h/4, w/4, 2)
+        for indices in group_by_shape(views).values():  # one network batch per padded shape
+            batch = self.ab_batch([views[i] for i in indices], temperatures, log_probs_filter)
+            for i, image_grids in zip(indices, batch):
+                grids[i] = image_grids
+        kernel = self.uses_kernel(len(views) * len(temperatures)) if kernel is None else kernel
+        return [self.compose(view.lightness, image_grids, kernel) for view, image_grids in zip(views, grids)]
+
+    @staticmethod
+    def load_kernel_in_background() -> None:
+        """Import Numba and load the compiled composition in another thread (once per process) while
+        the caller loads the model and decodes: the first composition then waits less, or not at all."""
+        with _LOADING_LOCK:
+            if not _LOADING:
+                _LOADING.append(threading.Thread(target=_load_kernel, name="load-kernel"))
+                _LOADING[0].start()
 
     @property
     def default_T(self) -> float:

@@ -10,10 +10,12 @@ pixels come out bit for bit as the reference's; a gamut-mapped one may differ by
 where numpy and Numba round the last bit of float64 atan2 or the 3×3 product differently (4 of
 872,000 pixels of a demo photo at T = 0.09; tests/test_decode.py).
 
-Importing Numba costs about half a second, and compiling the kernel a few seconds the first time
-(then it is cached on disk), so one-photo commands keep the numpy reference; the long-running
-callers use this (``Colorizer(compiled=True)``: the decode stage and the web page; ``colorize
-video`` keeps the reference, so that its frames equal ``colorize photo``'s bit for bit).
+Importing Numba costs about 0.35 s and loading the kernel from Numba's on-disk cache about 0.45 s
+(compiling it, the first time, about 3 s), so one photo at one temperature keeps the numpy
+reference; everything that composes more (``Colorizer``'s ``compiled``): the decode stage and the
+web page always, ``colorize photo`` on a folder or at several temperatures, and ``colorize video``
+(so that its frames equal ``colorize photo``'s on a folder of them, bit for bit), which load it in
+a background thread while the model loads.
 Without Numba installed it falls back to the reference.
 """
 
@@ -32,131 +34,153 @@ from colorize_core.color import (
 from colorize_core.constants import D65_WHITE, LAB_KAPPA, LAB_OFFSET, RGB_FROM_XYZ
 from colorize_core.inference.annealed_mean import _Upsampler, compose, compose_many
 
-_kernel = None
+try:
+    import numba
+except ImportError:  # the callers fall back to the reference
+    numba = None
 
 
 def numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return numba is not None
 
 
-def _compiled():
-    """The Numba kernel, compiled (or read from Numba's cache) on first use."""
-    global _kernel
-    if _kernel is None:
-        import numba
+def _jit(**options):
+    """``numba.njit(**options)``; without Numba the plain function (never called: see compose_fast)."""
+    return numba.njit(**options) if numba is not None else (lambda function: function)
 
-        f32 = np.float32
-        edge, offset, kappa = f32(6 / 29), f32(LAB_OFFSET), f32(LAB_KAPPA)
-        sixteen, l_scale, a_scale, b_scale = f32(16), f32(116), f32(500), f32(200)
-        one, low_limit, high_limit = f32(1), f32(-GAMUT_TOLERANCE), f32(1 + GAMUT_TOLERANCE)
-        steps, half = f32(_LINEAR_STEPS), f32(0.5)
 
-        @numba.njit(inline="always")
-        def f_inverse(f):
-            return f * f * f if f > edge else (f - offset) / kappa
+_prange = numba.prange if numba is not None else range
 
-        edge64, offset64, kappa64 = 6 / 29, LAB_OFFSET, LAB_KAPPA
-        l_factor, hue_factor = (_GAMUT_L_STEPS - 1) / 100, _GAMUT_HUE_STEPS / (2 * np.pi)
+# The kernel and its helpers live at module level, their constants module globals (which Numba
+# freezes into the code): a closure's cells would change the key of Numba's on-disk cache in every
+# process, recompiling the kernel (3 s) each time.
+_F32 = np.float32
+_EDGE, _OFFSET, _KAPPA = _F32(6 / 29), _F32(LAB_OFFSET), _F32(LAB_KAPPA)
+_SIXTEEN, _L_SCALE, _A_SCALE, _B_SCALE = _F32(16), _F32(116), _F32(500), _F32(200)
+_ONE, _ZERO, _LOW_LIMIT, _HIGH_LIMIT = _F32(1), _F32(0), _F32(-GAMUT_TOLERANCE), _F32(1 + GAMUT_TOLERANCE)
+_STEPS, _HALF = _F32(_LINEAR_STEPS), _F32(0.5)
+_EDGE64, _OFFSET64, _KAPPA64 = 6 / 29, LAB_OFFSET, LAB_KAPPA
+_L_FACTOR, _HUE_FACTOR = (_GAMUT_L_STEPS - 1) / 100, _GAMUT_HUE_STEPS / (2 * np.pi)
 
-        @numba.njit(inline="always")
-        def f_inverse64(f):
-            return f * f * f if f > edge64 else (f - offset64) / kappa64
 
-        @numba.njit(inline="always")
-        def linear64(L, a, b, white, matrix, rgb):
-            """color.linear_from_lab of one colour, float64, into rgb (3,); whether it is in gamut."""
-            fy = (L + 16) / 116
-            x = f_inverse64(fy + a / 500) * white[0]
-            y = f_inverse64(fy) * white[1]
-            z = f_inverse64(fy - b / 200) * white[2]
+@_jit(inline="always")
+def _f_inverse(f):
+    return f * f * f if f > _EDGE else (f - _OFFSET) / _KAPPA
+
+
+@_jit(inline="always")
+def _f_inverse64(f):
+    return f * f * f if f > _EDGE64 else (f - _OFFSET64) / _KAPPA64
+
+
+@_jit(inline="always")
+def _linear64(L, a, b, white, matrix, rgb):
+    """color.linear_from_lab of one colour, float64, into rgb (3,); whether it is in gamut."""
+    fy = (L + 16) / 116
+    x = _f_inverse64(fy + a / 500) * white[0]
+    y = _f_inverse64(fy) * white[1]
+    z = _f_inverse64(fy - b / 200) * white[2]
+    inside = True
+    for c in range(3):
+        rgb[c] = matrix[c, 0] * x + matrix[c, 1] * y + matrix[c, 2] * z
+        if abs(rgb[c] - 0.5) > 0.5 + GAMUT_TOLERANCE:
+            inside = False
+    return inside
+
+
+@_jit(inline="always")
+def _in_gamut(L, a, b, boundary_table, white, matrix, rgb):
+    """color.linear_from_lab_in_gamut's mapping of one out-of-gamut colour (float64), into rgb (3,)."""
+    chroma = np.hypot(a, b)
+    xx = min(max(L, 0.0), 100.0) * _L_FACTOR
+    yy = np.mod(np.arctan2(b, a), 2 * np.pi) * _HUE_FACTOR
+    x0 = min(np.int64(np.floor(xx)), _GAMUT_L_STEPS - 2)
+    y0 = min(np.int64(np.floor(yy)), _GAMUT_HUE_STEPS - 1)
+    wx, wy = xx - x0, yy - y0
+    boundary = (
+        boundary_table[x0, y0] * (1 - wx) * (1 - wy)
+        + boundary_table[x0 + 1, y0] * wx * (1 - wy)
+        + boundary_table[x0, y0 + 1] * (1 - wx) * wy
+        + boundary_table[x0 + 1, y0 + 1] * wx * wy
+    )
+    scale = min(max(boundary * 0.999 / max(chroma, 1e-12), 0.0), 1.0)
+    if not _linear64(L, a * scale, b * scale, white, matrix, rgb):  # the table overshoots
+        low, high = 0.0, scale
+        for _ in range(12):
+            mid = (low + high) / 2
+            if _linear64(L, a * mid, b * mid, white, matrix, rgb):
+                low = mid
+            else:
+                high = mid
+        _linear64(L, a * low, b * low, white, matrix, rgb)
+
+
+@_jit(parallel=True, cache=True)
+def _compose_kernel(
+    lightness, a_rows, b_rows, y_low, y_high, y_weight, white, matrix, table, white64, matrix64, boundary, out
+):
+    """out (H, W, 3) uint8 from lightness (H, W), the row-interpolated grid (h, W) a and b and the row taps."""
+    height, width = lightness.shape
+    for i in _prange(height):
+        wy = y_weight[i]
+        linear = np.empty(3, np.float32)
+        rgb = np.empty(3)
+        for j in range(width):
+            a = a_rows[y_low[i], j] * (_ONE - wy) + a_rows[y_high[i], j] * wy
+            b = b_rows[y_low[i], j] * (_ONE - wy) + b_rows[y_high[i], j] * wy
+            fy = (lightness[i, j] + _SIXTEEN) / _L_SCALE
+            y = _f_inverse(fy)
+            x = _f_inverse(fy + a / _A_SCALE) * white[0]
+            z = _f_inverse(fy - b / _B_SCALE) * white[2]
             inside = True
             for c in range(3):
-                rgb[c] = matrix[c, 0] * x + matrix[c, 1] * y + matrix[c, 2] * z
-                if abs(rgb[c] - 0.5) > 0.5 + GAMUT_TOLERANCE:
+                linear[c] = matrix[c, 0] * x + matrix[c, 1] * y + matrix[c, 2] * z
+                if linear[c] < _LOW_LIMIT or linear[c] > _HIGH_LIMIT:
                     inside = False
-            return inside
-
-        @numba.njit(inline="always")
-        def in_gamut(L, a, b, boundary_table, white, matrix, rgb):
-            """color.linear_from_lab_in_gamut's mapping of one out-of-gamut colour (float64), into rgb (3,)."""
-            chroma = np.hypot(a, b)
-            xx = min(max(L, 0.0), 100.0) * l_factor
-            yy = np.mod(np.arctan2(b, a), 2 * np.pi) * hue_factor
-            x0 = min(np.int64(np.floor(xx)), _GAMUT_L_STEPS - 2)
-            y0 = min(np.int64(np.floor(yy)), _GAMUT_HUE_STEPS - 1)
-            wx, wy = xx - x0, yy - y0
-            boundary = (
-                boundary_table[x0, y0] * (1 - wx) * (1 - wy)
-                + boundary_table[x0 + 1, y0] * wx * (1 - wy)
-                + boundary_table[x0, y0 + 1] * (1 - wx) * wy
-                + boundary_table[x0 + 1, y0 + 1] * wx * wy
-            )
-            scale = min(max(boundary * 0.999 / max(chroma, 1e-12), 0.0), 1.0)
-            if not linear64(L, a * scale, b * scale, white, matrix, rgb):  # the table overshoots
-                low, high = 0.0, scale
-                for _ in range(12):
-                    mid = (low + high) / 2
-                    if linear64(L, a * mid, b * mid, white, matrix, rgb):
-                        low = mid
-                    else:
-                        high = mid
-                linear64(L, a * low, b * low, white, matrix, rgb)
-
-        @numba.njit(parallel=True, cache=True)
-        def compose_kernel(
-            lightness, a_rows, b_rows, y_low, y_high, y_weight, white, matrix, table, white64, matrix64, boundary, out
-        ):
-            height, width = lightness.shape
-            for i in numba.prange(height):
-                wy = y_weight[i]
-                linear = np.empty(3, np.float32)
-                rgb = np.empty(3)
-                for j in range(width):
-                    a = a_rows[y_low[i], j] * (one - wy) + a_rows[y_high[i], j] * wy
-                    b = b_rows[y_low[i], j] * (one - wy) + b_rows[y_high[i], j] * wy
-                    fy = (lightness[i, j] + sixteen) / l_scale
-                    y = f_inverse(fy)
-                    x = f_inverse(fy + a / a_scale) * white[0]
-                    z = f_inverse(fy - b / b_scale) * white[2]
-                    inside = True
-                    for c in range(3):
-                        linear[c] = matrix[c, 0] * x + matrix[c, 1] * y + matrix[c, 2] * z
-                        if linear[c] < low_limit or linear[c] > high_limit:
-                            inside = False
-                    if not inside:  # at constant L and hue, in float64 as the reference
-                        in_gamut(np.float64(lightness[i, j]), np.float64(a), np.float64(b), boundary, white64, matrix64, rgb)
-                        for c in range(3):
-                            linear[c] = np.float32(rgb[c])
-                    for c in range(3):
-                        clipped = min(max(linear[c], f32(0)), one)
-                        out[i, j, c] = table[np.int32(clipped * steps + half)]
-            return out
-
-        _kernel = compose_kernel
-    return _kernel
+            if not inside:  # at constant L and hue, in float64 as the reference
+                _in_gamut(np.float64(lightness[i, j]), np.float64(a), np.float64(b), boundary, white64, matrix64, rgb)
+                for c in range(3):
+                    linear[c] = np.float32(rgb[c])
+            for c in range(3):
+                clipped = min(max(linear[c], _ZERO), _ONE)
+                out[i, j, c] = table[np.int32(clipped * _STEPS + _HALF)]
+    return out
 
 
-def compose_many_fast(lightness: np.ndarray, ab_grids: list[np.ndarray]) -> list[np.ndarray]:
+def warm_up() -> None:
+    """Load the kernel now (from Numba's disk cache, or compile it), not at its first real use."""
+    compose_fast(np.zeros((2, 2), np.float32), np.zeros((1, 1, 2), np.float32))
+
+
+def compose_many_fast(
+    lightness: np.ndarray, ab_grids: list[np.ndarray], threads: int | None = None
+) -> list[np.ndarray]:
     """As :func:`annealed_mean.compose_many` (the same pixels), compiled; the reference itself
     where Numba is not installed."""
     if not numba_available():
         return compose_many(lightness, ab_grids)
-    return [compose_fast(lightness, grid) for grid in ab_grids]
+    return [compose_fast(lightness, grid, threads) for grid in ab_grids]
 
 
-def compose_fast(lightness: np.ndarray, ab_grid: np.ndarray) -> np.ndarray:
+def compose_fast(lightness: np.ndarray, ab_grid: np.ndarray, threads: int | None = None) -> np.ndarray:
     """As :func:`annealed_mean.compose`: full-resolution L, (H, W), with a coarse ab grid,
-    (h, w, 2), into (H, W, 3) uint8 sRGB."""
+    (h, w, 2), into (H, W, 3) uint8 sRGB; on ``threads`` cores (None: all; the same pixels either way)."""
     if not numba_available():
         return compose(lightness, ab_grid)
     height, width = lightness.shape
     upsampler = _Upsampler(ab_grid, height, width)  # the reference's taps and row-interpolated grid
     out = np.empty((height, width, 3), np.uint8)
-    _compiled()(
+    previous = numba.get_num_threads()  # a setting of the calling thread alone
+    numba.set_num_threads(min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
+    try:
+        _run_kernel(lightness, upsampler, out)
+    finally:
+        numba.set_num_threads(previous)
+    return out
+
+
+def _run_kernel(lightness: np.ndarray, upsampler: _Upsampler, out: np.ndarray) -> None:
+    _compose_kernel(
         np.ascontiguousarray(lightness, np.float32),
         upsampler.a_rows,
         upsampler.b_rows,
@@ -171,4 +195,3 @@ def compose_fast(lightness: np.ndarray, ab_grid: np.ndarray) -> np.ndarray:
         _max_chroma_table(),
         out,
     )
-    return out

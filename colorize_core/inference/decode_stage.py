@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from colorize_core.checkpoint import Checkpoint, load_checkpoint
 from colorize_core.config import Params
 from colorize_core.data.sample import Record, read_list
 from colorize_core.images import ImageError, load_pixels, open_image
-from colorize_core.inference.colorizer import Colorizer
+from colorize_core.inference.colorizer import Colorizer, View
+from colorize_core.inference.pipeline import PipelineSizes, run_pipeline
 from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text, file_sha256, remove_stale_temporaries
 from colorize_core.progress import progress
 
@@ -74,7 +76,7 @@ def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path)
     ``params.sweep``; returns the manifest."""
     paths = {name: Path(models_dir) / f"{name}.pt" for name in params.decode.checkpoints}
     checkpoints, same_as = distinct_checkpoints(paths)
-    temperatures, batch_size = params.sweep, params.decode.batch_size
+    temperatures = params.sweep
     images = test_images(lists_dir)
     keep_dirs = {name: {temperature_dir(T) for T in temperatures} for name in checkpoints}
     for child in out_dir.glob("*/") if out_dir.is_dir() else []:  # checkpoints no longer asked for
@@ -94,24 +96,13 @@ def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path)
             _prepare_folder(folder, fingerprint)
         todo = [im for im in images if not all((folders[T] / f"{im.key}.png").is_file() for T in temperatures)]
         with progress(total=len(images), initial=len(images) - len(todo), desc=f"decode {name}", unit="img") as bar:
-            for start in range(0, len(todo), batch_size):
-                chunk, pictures = [], []
-                for item in todo[start : start + batch_size]:
-                    try:
-                        pictures.append(load_picture(item.path, params.decode.max_pixels))
-                        chunk.append(item)
-                    except ImageError as error:
-                        skipped[item.key] = str(error)  # counted at the end, listed in the manifest
-                for item, colours in zip(chunk, colorizer.colorize_batch(pictures, temperatures)):
-                    for T, rgb in zip(temperatures, colours):
-                        save_png(rgb, folders[T] / f"{item.key}.png")
-                bar.update(len(todo[start : start + batch_size]))
+            decode_images(todo, colorizer, temperatures, folders, params, skipped, bar.update)
     manifest = {
         "checkpoints": list(checkpoints),
         "same_as": same_as,
         "temperatures": temperatures,
         "images": [asdict(im) for im in images if im.key not in skipped],
-        "skipped": skipped,
+        "skipped": {im.key: skipped[im.key] for im in images if im.key in skipped},  # in list order
     }
     atomic_write_json(out_dir / MANIFEST, manifest)
     log.info(
@@ -123,6 +114,38 @@ def run_decode(params: Params, lists_dir: Path, models_dir: Path, out_dir: Path)
         "".join(f"; {name} has the weights of {first}, decoded once" for name, first in same_as.items()),
     )
     return manifest
+
+
+def decode_images(
+    todo: list[TestImage],
+    colorizer: Colorizer,
+    temperatures: list[float],
+    folders: dict[float, Path],
+    params: Params,
+    skipped: dict[str, str],
+    on_done: Callable[[], None],
+) -> None:
+    """Colorize the images at every temperature into ``folders[T]/<key>.png`` through the pipeline
+    (readers decode, this thread runs the network on batches of one shape, writers compose and
+    write); an unreadable image's reason goes into ``skipped``."""
+
+    def read(item: TestImage) -> tuple[TestImage, View] | None:
+        try:
+            return item, colorizer.view(load_picture(item.path, params.decode.max_pixels))
+        except ImageError as error:
+            skipped[item.key] = str(error)  # counted at the end, listed in the manifest
+            return None
+
+    def infer(batch: list[tuple[TestImage, View]]) -> list[list[np.ndarray]]:
+        return colorizer.ab_batch([view for _, view in batch], temperatures)
+
+    def finish(prepared: tuple[TestImage, View], grids: list[np.ndarray]) -> None:
+        item, view = prepared
+        for T, rgb in zip(temperatures, colorizer.compose(view.lightness, grids, threads=1)):  # writers in parallel
+            save_png(rgb, folders[T] / f"{item.key}.png")
+
+    sizes = PipelineSizes(batch_size=params.decode.batch_size)
+    run_pipeline(todo, read, lambda prepared: prepared[1].batch_key, infer, finish, sizes, on_done)
 
 
 def distinct_checkpoints(paths: dict[str, Path]) -> tuple[dict[str, tuple[Path, Checkpoint]], dict[str, str]]:

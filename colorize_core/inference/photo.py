@@ -5,7 +5,10 @@ more pixels than the limit is refused before decoding), its EXIF orientation app
 through :class:`~colorize_core.inference.colorizer.Colorizer` at each temperature, and written atomically
 (temporary file, then rename) with its EXIF and ICC metadata where the format allows. An
 existing output is kept unless ``overwrite``; an unreadable input is skipped with its reason
-and the others go on.
+and the others go on. Files and folders go through :mod:`colorize_core.inference.pipeline`:
+decoding, the network and composing with encoding overlap in threads, and the outputs are those of
+one image at a time. A run that composes more than one image or temperature uses the compiled
+composition (:mod:`colorize_core.inference.compose_kernel`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import io
 import logging
 import os
 import re
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +30,8 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from colorize_core.constants import DEFAULT_MAX_PIXELS
 from colorize_core.images import ImageError, is_image_path, load_pixels, open_image
-from colorize_core.inference.colorizer import Colorizer
+from colorize_core.inference.colorizer import Colorizer, View
+from colorize_core.inference.pipeline import PipelineSizes, run_pipeline
 from colorize_core.io import atomic_write_bytes, remove_stale_temporaries, safe_join
 from colorize_core.progress import progress
 
@@ -215,8 +222,27 @@ def metadata_of(picture: Image.Image) -> dict:
     return {"exif": picture.info.get("exif"), "icc_profile": picture.info.get("icc_profile")}
 
 
-def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptions) -> Summary:
+@dataclass
+class Task:
+    """One input on its way through the pipeline; what happened to it is recorded in ``events``."""
+
+    index: int  # position among the inputs found: the summary lists inputs in this order
+    job: Job
+    pil_format: str
+    picture: Image.Image | None = None  # kept only for the contact sheet
+    metadata: dict = field(default_factory=dict)
+    view: View | None = None
+
+
+def colorize_files(
+    inputs: list[Path], colorizer: Colorizer, options: PhotoOptions, sizes: PipelineSizes | None = None
+) -> Summary:
     """Colorize every input file or folder; never raises for a bad image or an unwritable output.
+
+    The inputs are planned here, in order (header, own outputs, refusals, existing outputs); then
+    reader threads decode them, this thread runs the network on batches of one network shape, and
+    writer threads compose, encode and write (:mod:`pipeline`). The outputs are those of one image
+    at a time: the same files and bytes whatever the threads' timing.
 
     Raises
     ------
@@ -228,70 +254,118 @@ def colorize_files(inputs: list[Path], colorizer: Colorizer, options: PhotoOptio
     if options.out_dir is not None:
         options.out_dir.mkdir(parents=True, exist_ok=True)
     found = find_inputs(inputs, options.recursive, summary)
-    # outputs may not land on an input (an earlier run's outputs, by their names, may be replaced)
-    inputs_resolved = {source.resolve() for source, _ in found if not named_as_output(source, options.suffix)}
-    planned: dict[Path, Path] = {}  # output -> the input it comes from, in this run
-    pending: list[tuple[Job, Image.Image, str, dict]] = []
+    events: dict[int, list[tuple[str, object]]] = {}  # input index -> ("done" | "existing" | "own" | "skipped", ...)
     cleaned: set[Path] = set()  # output folders rid of a killed run's temporary files
+    sizes = sizes or PipelineSizes(batch_size=options.batch_size)
 
-    def write(job: Job, data: bytes, path: Path) -> bool:
+    def record(index: int, kind: str, value: object) -> None:
+        events.setdefault(index, []).append((kind, value))
+
+    bar_lock = threading.Lock()
+
+    def advance() -> None:
+        """One input done (from the feeder thread, or this one)."""
+        with bar_lock:
+            bar.update()
+
+    def plan() -> Iterator[Task]:
+        """The tasks to colorize, in input order; the others recorded (header only, nothing decoded)."""
+        # outputs may not land on an input (an earlier run's outputs, by their names, may be replaced)
+        inputs_resolved = {source.resolve() for source, _ in found if not named_as_output(source, options.suffix)}
+        planned: dict[Path, Path] = {}  # output -> the input it comes from, in this run
+        for index, (source, base) in enumerate(found):
+            try:
+                with open_image(source, options.max_pixels) as image:
+                    if is_own_output(image, source, options.suffix):
+                        record(index, "own", source)
+                        advance()
+                        continue
+                    pil_format, extension = output_extension(image.format, options.format)
+                job = plan_job(source, base, options, extension)
+            except ImageError as error:
+                record(index, "skipped", (str(source), str(error).removeprefix(f"{source}: ")))
+                advance()
+                continue
+            except ValueError as error:  # an output path that leaves --out
+                record(index, "skipped", (str(source), str(error)))
+                advance()
+                continue
+            targets = [*job.outputs, *([job.sheet] if job.sheet else [])]
+            reason = refusal(job, targets, inputs_resolved, planned)
+            clashes = [t for t in targets if t.exists()] if not options.overwrite and not reason else []
+            if not reason and clashes and len(clashes) < len(targets):
+                reason = f"{clashes[0]} exists; --overwrite replaces it"
+            if reason:
+                record(index, "skipped", (str(source), reason))
+            elif clashes:
+                record(index, "existing", source)
+            else:
+                planned.update({t.resolve(): source for t in targets})
+                yield Task(index, job, pil_format)
+                continue
+            advance()
+
+    def read(task: Task) -> Task | None:
+        """Decode (reader thread): the pixels, their metadata, the network view and the lightness."""
+        source = task.job.source
+        try:
+            with open_image(source, options.max_pixels) as image:
+                picture = load_pixels(image)
+        except ImageError as error:
+            record(task.index, "skipped", (str(source), str(error).removeprefix(f"{source}: ")))
+            return None
+        task.metadata = metadata_of(picture)
+        task.view = colorizer.view(picture)
+        task.picture = picture if options.sheet else None
+        return task
+
+    def infer(batch: list[Task]) -> list[list[np.ndarray]]:
+        return colorizer.ab_batch([task.view for task in batch], options.temperatures)
+
+    def write(image: Image.Image, pil_format: str, metadata: dict, path: Path) -> str:
+        """Encode and write one output atomically; why it could not be written ("" when it was)."""
+        data = encode(image, pil_format, metadata)
         try:
             if path.parent not in cleaned and path.parent.is_dir():
                 remove_stale_temporaries(path.parent)
                 cleaned.add(path.parent)
             atomic_write_bytes(path, data)
-            return True
+            return ""
         except OSError as error:
-            summary.skipped.append((str(job.source), f"cannot write {path} ({error.strerror or error})"))
-            return False
+            return f"cannot write {path} ({error.strerror or error})"
 
-    def flush() -> None:
-        results = colorizer.colorize_batch([p for _, p, _, _ in pending], options.temperatures)
-        for (job, picture, pil_format, metadata), colours in zip(pending, results):
-            written = all(
-                write(job, encode(Image.fromarray(rgb), pil_format, metadata), path)
-                for path, rgb in zip(job.outputs, colours)
-            )
-            if written and job.sheet is not None:
-                written = write(job, encode(contact_sheet(picture, colours, options.temperatures), pil_format, {}), job.sheet)
-            if written:
-                summary.done.append(job.source)
-        pending.clear()
+    kernel = colorizer.uses_kernel(len(found) * len(options.temperatures))
+    # several photos: the writer threads compose in parallel, each on one core (the network's
+    # threads are disturbed less); one photo: its temperatures on every core
+    kernel_threads = 1 if len(found) > 1 else None
+    if kernel:
+        colorizer.load_kernel_in_background()  # while the first photos are read and go through the network
 
-    with progress(found, desc="colorize", unit="img", disable=len(found) < 2) as bar:
-        for source, base in bar:
-            try:
-                with open_image(source, options.max_pixels) as image:
-                    if is_own_output(image, source, options.suffix):
-                        summary.own.append(source)
-                        continue
-                    pil_format, extension = output_extension(image.format, options.format)
-                    job = plan_job(source, base, options, extension)
-                    targets = [*job.outputs, *([job.sheet] if job.sheet else [])]
-                    reason = refusal(job, targets, inputs_resolved, planned)
-                    if reason:
-                        summary.skipped.append((str(source), reason))
-                        continue
-                    clashes = [t for t in targets if t.exists()] if not options.overwrite else []
-                    if clashes and len(clashes) == len(targets):
-                        summary.existing.append(source)
-                        continue
-                    if clashes:
-                        summary.skipped.append((str(source), f"{clashes[0]} exists; --overwrite replaces it"))
-                        continue
-                    planned.update({t.resolve(): source for t in targets})
-                    picture = load_pixels(image)
-            except ImageError as error:
-                summary.skipped.append((str(source), str(error).removeprefix(f"{source}: ")))
-                continue
-            except ValueError as error:  # an output path that leaves --out
-                summary.skipped.append((str(source), str(error)))
-                continue
-            pending.append((job, picture, pil_format, metadata_of(picture)))
-            if len(pending) >= options.batch_size:
-                flush()
-        if pending:
-            flush()
+    def finish(task: Task, grids: list[np.ndarray]) -> None:
+        """Compose each temperature (writer thread), encoded and written by another thread while the
+        next is composed; then the sheet. The first output that fails skips the input."""
+        job, colours, writes = task.job, [], []
+        for path, grid in zip(job.outputs, grids):
+            colours.append(colorizer.compose(task.view.lightness, [grid], kernel, kernel_threads)[0])
+            image = Image.fromarray(colours[-1])
+            writes.append(encoders.submit(write, image, task.pil_format, task.metadata, path))
+        task.view = None  # the lightness is no longer needed
+        failed = [reason for reason in (w.result() for w in writes) if reason]
+        if not failed and job.sheet is not None:
+            sheet = contact_sheet(task.picture, colours, options.temperatures)
+            failed = [reason for reason in [write(sheet, task.pil_format, {}, job.sheet)] if reason]
+        if failed:
+            record(task.index, "skipped", (str(job.source), failed[0]))
+        else:
+            record(task.index, "done", job.source)
+
+    bar = progress(total=len(found), desc="colorize", unit="img", disable=len(found) < 2)
+    with bar, ThreadPoolExecutor(sizes.writers, "encode") as encoders:
+        run_pipeline(plan(), read, lambda task: task.view.batch_key, infer, finish, sizes, advance)
+    lists = {"done": summary.done, "existing": summary.existing, "own": summary.own, "skipped": summary.skipped}
+    for index in sorted(events):
+        for kind, value in events[index]:
+            lists[kind].append(value)
     summary.seconds = time.perf_counter() - start
     return summary
 

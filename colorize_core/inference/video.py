@@ -2,7 +2,8 @@
 
 The frames stream through: decoded one network batch at a time, colorized by
 :meth:`Colorizer.colorize_batch` (the code path of ``colorize photo``: the same network view, the
-same full-resolution L joined with the upsampled ab), their log-probabilities averaged over time
+same full-resolution L joined with the upsampled ab, composed by the compiled kernel as a folder's
+photos are), their log-probabilities averaged over time
 in between (:mod:`colorize_core.inference.temporal`; ``smooth`` 0 leaves them alone), encoded and
 written at once. The audio and subtitle packets are copied as they are (remuxed, not re-encoded)
 where the output container can hold them. The output keeps the input's frame count, timestamps
@@ -294,7 +295,8 @@ def colorized_batches(colorizer: Colorizer, frames: Iterable[tuple[Image.Image, 
         images, times = zip(*batch)
         smoothed = functools.partial(average, times=times)
         batch.clear()
-        return [colours[0] for colours in colorizer.colorize_batch(images, [temperature], smoothed)]
+        kernel = colorizer.compiled is not False  # a film is many frames: composed as a folder of photos is
+        return [colours[0] for colours in colorizer.colorize_batch(images, [temperature], smoothed, kernel)]
 
     for item in frames:
         batch.append(item)

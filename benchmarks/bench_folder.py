@@ -1,0 +1,128 @@
+"""`colorize photo` on a folder: throughput against the network alone, and peak memory.
+
+    python benchmarks/bench_folder.py [--photos 200] [--batch-size 1] [--repeat 3]
+
+The folder: ``--photos`` photos of mixed sizes from ``../shared/data/imagenet-sample/train`` (every
+fourth of the sorted 800, linked into a temporary folder, never copied), colorized by the bundled
+model at its own view (224) and temperature on the CPU, written as JPEG beside nothing (``--out``
+a temporary folder, ``--overwrite``), through `colorize photo`'s code path in this process
+(`colorize_files`: readers, the network, writers). The network alone: the same batches (formed
+by the same :class:`Batcher` from the same views, computed beforehand), through
+`Colorizer.log_probs` and nothing else. The two alternate, ``--repeat`` times each; the ratio of
+their medians is the target.
+
+Memory: peak RSS of the whole `colorize photo` command (a new process) on the first 50 and on all
+the photos, measured first (a child's peak RSS counts its parent's at the fork): with the queues
+bounded, the longer folder must not need more (within 10 %).
+
+Targets: the folder runs at >= 0.8 of the network's own throughput; peak memory flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import ROOT, SHARED, check, interleaved_medians, peak_rss_of, report  # noqa: E402
+
+SMALL_FOLDER = 50  # photos in the folder whose peak memory the full one's is compared with
+
+
+def photo_folder(folder: Path, count: int) -> Path:
+    """``count`` imagenet-sample photos (every fourth, mixed sizes) as links in a new folder."""
+    sources = sorted((SHARED / "imagenet-sample" / "train").glob("*/*.JPEG"))[::4][:count]
+    if len(sources) < count:
+        raise SystemExit(f"{SHARED / 'imagenet-sample' / 'train'}: {len(sources)} photos, {count} asked for")
+    folder.mkdir(parents=True)
+    for i, source in enumerate(sources):
+        (folder / f"{i:04d}_{source.name}").symlink_to(source)
+    return folder
+
+
+def command_peak_mib(folder: Path, out: Path, batch_size: int) -> float:
+    """Peak RSS of `colorize photo FOLDER` (bundled model) in a new process."""
+    command = [sys.executable, "-m", "colorize_core.cli", "photo", str(folder), "--out", str(out), "--overwrite",
+               "--batch-size", str(batch_size)]  # fmt: skip
+    env = {"TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
+    return peak_rss_of(command, env)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    m: dict = {"load_average_1min_at_start": round(os.getloadavg()[0], 2), "photos": args.photos}
+    m["batch_size"] = args.batch_size
+    work = Path(tempfile.mkdtemp(prefix="bench-folder-"))
+    try:
+        folder = photo_folder(work / "photos", args.photos)
+        small = photo_folder(work / "small", min(SMALL_FOLDER, args.photos))
+        m[f"peak_rss_{small.name}_{len(list(small.iterdir()))}_photos_mib"] = small_peak = command_peak_mib(
+            small, work / "out_small", args.batch_size
+        )
+        m[f"peak_rss_{args.photos}_photos_mib"] = full_peak = command_peak_mib(
+            folder, work / "out_full", args.batch_size
+        )
+        m["peak_rss_full_over_small"] = full_peak / small_peak
+
+        from colorize_core.images import load_pixels, open_image
+        from colorize_core.inference.colorizer import Colorizer
+        from colorize_core.inference.photo import PhotoOptions, colorize_files
+        from colorize_core.inference.pipeline import Batcher, PipelineSizes
+
+        colorizer = Colorizer.pretrained("cpu")
+        sizes = PipelineSizes(batch_size=args.batch_size)
+        views = []
+        for path in sorted(folder.iterdir()):
+            with open_image(path) as image:
+                views.append(colorizer.view(load_pixels(image)))
+        batcher = Batcher(sizes.batch_size, sizes.held)
+        batches = [b for v in views for b in batcher.add(v.batch_key, v)] + batcher.drain()
+        stacks = [np.stack([v.network_lightness for v in batch]) for batch in batches]  # (b, H', W') each
+        del views
+        options = PhotoOptions([colorizer.default_T], out_dir=work / "out", overwrite=True, batch_size=args.batch_size)
+
+        def network_only() -> None:
+            for stack in stacks:
+                colorizer.log_probs(stack)
+
+        def whole_folder() -> None:
+            summary = colorize_files([folder], colorizer, options)
+            if len(summary.done) != args.photos:
+                raise RuntimeError(f"colorized {len(summary.done)} of {args.photos}: {summary.report()}")
+
+        times = interleaved_medians({"network": network_only, "folder": whole_folder}, args.repeat)
+        m["network_batches"] = len(stacks)
+        m["network_shapes"] = len({s.shape[1:] for s in stacks})
+        m["network_only_s"] = times["network"]
+        m["folder_s"] = times["folder"]
+        m["network_only_photos_per_s"] = args.photos / times["network"]
+        m["folder_photos_per_s"] = args.photos / times["folder"]
+        m["folder_over_network_throughput"] = times["network"] / times["folder"]
+        m["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+        checks = [
+            check("folder / network-only throughput (same batches)", m["folder_over_network_throughput"], 0.8),
+            check(
+                f"peak RSS, {args.photos} / {SMALL_FOLDER} photos",
+                m["peak_rss_full_over_small"],
+                1.1,
+                higher_is_better=False,
+            ),
+        ]
+    finally:
+        shutil.rmtree(work)
+    report("folder", m, checks)
+
+
+if __name__ == "__main__":
+    main()

@@ -110,18 +110,11 @@ train_rc=$?
 if [ $train_rc -ne 0 ]; then
   step "train stopped (rc $train_rc): best.pt from the last complete epoch's state"
   python3 - <<'PY' || exit 1
-from colorize_core.bins import Bins
-from colorize_core.checkpoint import Checkpoint
-from colorize_core.config import load_params, to_dict
-from colorize_core.model import ModelConfig
-from colorize_core.train.trainer import TrainState
-params = load_params("params.yaml")
-state = TrainState.load("models/resume/state.pt")
-bins = Bins.load("data/bins.json")
-config = ModelConfig(params.train.arch, params.train.width, bins.num_classes)
-Checkpoint(config=config, state_dict=state.best_model, bins=bins, train_size=params.shard.size, epoch=state.best_epoch,
-           val_loss=state.best_val_loss, kind="best", train_params=to_dict(params.train)).save("models/best.pt")
-print(f"best.pt: epoch {state.best_epoch} of {state.epoch} completed, val loss {state.best_val_loss:.4f}")
+from colorize_core.config import load_params
+from colorize_core.train.trainer import best_from_saved_state
+best = best_from_saved_state(load_params("params.yaml").train, "data/shards", "data/bins.json", "models")
+best.save("models/best.pt")
+print(f"best.pt: epoch {best.epoch}, val loss {best.val_loss:.4f}")
 PY
 fi
 

@@ -125,6 +125,16 @@ def test_checkpoints_are_self_contained(tiny_data, tmp_path):
     assert model(torch.full((1, 1, 32, 32), 50.0)).shape == (1, last.bins.num_classes, 8, 8)
 
 
+def test_best_from_the_saved_state_is_the_best_checkpoint(tiny_data, tmp_path):
+    """A run stopped between epochs can still give its best.pt: the same bytes the run writes."""
+    from colorize_core.train.trainer import best_from_saved_state
+
+    train(tiny_data, tmp_path)
+    best = best_from_saved_state(TINY, tiny_data / "shards", tiny_data / "bins.json", tmp_path / "models")
+    best.save(tmp_path / "from_state.pt")
+    assert (tmp_path / "from_state.pt").read_bytes() == (tmp_path / "models" / "best.pt").read_bytes()
+
+
 @pytest.mark.slow
 def test_training_is_deterministic_on_cpu(tiny_data, tmp_path):
     a = train(tiny_data, tmp_path / "a", resume="never")

@@ -221,16 +221,7 @@ class Trainer:
     # --- state ----------------------------------------------------------------------------
 
     def checkpoint(self, weights: dict, epoch: int, val_loss: float, kind: str) -> Checkpoint:
-        return Checkpoint(
-            config=self.config,
-            state_dict=weights,
-            bins=self.bins,
-            train_size=self.train_size,
-            epoch=epoch,
-            val_loss=val_loss,
-            kind=kind,
-            train_params=to_dict(self.params),
-        )
+        return run_checkpoint(self.params, self.bins, self.train_size, weights, epoch, val_loss, kind)
 
     def restore(self, state: TrainState) -> None:
         self.model.load_state_dict(state.model)
@@ -238,6 +229,34 @@ class Trainer:
         self.scheduler.load_state_dict(state.scheduler)
         if state.scaler:
             self.scaler.load_state_dict(state.scaler)
+
+
+def run_checkpoint(
+    params: TrainParams, bins: Bins, train_size: int, weights: dict, epoch: int, val_loss: float, kind: str
+) -> Checkpoint:
+    """A self-contained checkpoint of one run's weights (``best`` or ``last``)."""
+    return Checkpoint(
+        config=ModelConfig(params.arch, params.width, bins.num_classes),
+        state_dict=weights,
+        bins=bins,
+        train_size=train_size,
+        epoch=epoch,
+        val_loss=val_loss,
+        kind=kind,
+        train_params=to_dict(params),
+    )
+
+
+def best_from_saved_state(params: TrainParams, shards_dir: Path, bins_path: Path, models_dir: Path) -> Checkpoint:
+    """The early-stopping checkpoint of a run stopped between epochs, from ``models_dir/resume/state.pt``
+    (what ``best.pt`` would hold had the run ended after its last complete epoch)."""
+    state = TrainState.load(Path(models_dir) / "resume" / "state.pt")
+    if not state.best_model:
+        raise ValueError(f"{models_dir}/resume/state.pt: no epoch was completed")
+    train_size = int(read_index(shards_dir)["size"])
+    return run_checkpoint(
+        params, Bins.load(bins_path), train_size, state.best_model, state.best_epoch, state.best_val_loss, "best"
+    )
 
 
 def parameter_groups(model: torch.nn.Module, lr: float, encoder_lr_factor: float) -> list[dict]:

@@ -35,9 +35,9 @@ def simulated(keys: list[str], sizes: PipelineSizes, jitter: bool, seed: int = 0
     """Run items through the pipeline with random sleeps; what infer saw, what finish wrote, and the
     most items alive at once (read started, finish not yet returned)."""
     rng = random.Random(seed)
-    delays = [(rng.random() * 0.004, rng.random() * 0.004) if jitter else (0, 0) for _ in keys]
+    delays = [tuple(rng.random() * 0.004 for _ in range(3)) if jitter else (0, 0, 0) for _ in keys]
     lock, alive, most = threading.Lock(), [0], [0]
-    seen, written = [], {}
+    seen, written, finishing = [], {}, []
 
     def read(i):
         with lock:
@@ -51,10 +51,14 @@ def simulated(keys: list[str], sizes: PipelineSizes, jitter: bool, seed: int = 0
         return i
 
     def infer(batch):
-        seen.append(list(batch))
+        with lock:
+            seen.append(list(batch))
+        time.sleep(delays[batch[0]][2])  # with several streams, a later batch may end first
         return [i * 10 for i in batch]
 
     def finish(i, result):
+        with lock:
+            finishing.append(i)
         time.sleep(delays[i][1])
         written[i] = result
         with lock:
@@ -63,31 +67,67 @@ def simulated(keys: list[str], sizes: PipelineSizes, jitter: bool, seed: int = 0
     done = []
     run_pipeline(range(len(keys)), read, lambda i: keys[i], infer, finish, sizes, lambda: done.append(1))
     assert len(done) == len(keys)  # every item once, the dropped ones too
-    return seen, written, most[0]
+    return seen, written, most[0], finishing
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_results_do_not_depend_on_the_threads_timing(batch_size):
+@pytest.mark.parametrize("streams", [1, 2])
+def test_results_do_not_depend_on_the_threads_timing(batch_size, streams):
     keys = list("abaxbcaabcxbbacab" * 3)
-    sizes = PipelineSizes(batch_size=batch_size, readers=3, writers=3)
+    sizes = PipelineSizes(batch_size=batch_size, readers=3, writers=3, streams=streams)
     calm = simulated(keys, PipelineSizes(batch_size=batch_size, readers=1, writers=1), jitter=False)
     for seed in range(3):
         busy = simulated(keys, sizes, jitter=True, seed=seed)
-        assert busy[0] == calm[0]  # the same batches, in the same order
+        # the same batches; with several streams their network passes may start in either order
+        assert (busy[0] if streams == 1 else sorted(busy[0])) == (calm[0] if streams == 1 else sorted(calm[0]))
         assert busy[1] == calm[1] == {i: i * 10 for i, k in enumerate(keys) if k != "x"}
     expected = batches_of([k for k in keys if k != "x"], batch_size, sizes.held)
     kept = [i for i, k in enumerate(keys) if k != "x"]
     assert calm[0] == [[kept[j] for j in batch] for batch in expected]
 
 
-def test_memory_is_bounded_by_the_queues():
+@pytest.mark.parametrize("streams", [1, 2])
+def test_memory_is_bounded_by_the_queues(streams):
     """However long the input, at most read-ahead (+ the one the feeder is queueing) + held +
-    write-behind items (+ the batch being inferred) are alive at once."""
+    write-behind items (+ the batches being inferred) are alive at once."""
     keys = list("abcd" * 50)
-    sizes = PipelineSizes(batch_size=2, readers=2, writers=2, read_ahead=3, max_held=4, write_behind=2)
-    _, written, most = simulated(keys, sizes, jitter=True)
+    sizes = PipelineSizes(batch_size=2, readers=2, writers=2, read_ahead=3, max_held=4, write_behind=2, streams=streams)
+    _, written, most, _ = simulated(keys, sizes, jitter=True)
     assert len(written) == 200
-    assert most <= sizes.reads + 1 + sizes.held + sizes.writes + sizes.batch_size
+    assert most <= sizes.reads + 1 + sizes.held + sizes.writes + streams * sizes.batch_size
+
+
+def test_one_order_of_results_with_one_writer_and_two_streams():
+    """Batches inferred at once, the later ones sometimes first, reach a single writer in the
+    order the batches were formed: that of one stream without jitter."""
+    keys = list("abcabcaabbcc" * 4)
+    calm = simulated(keys, PipelineSizes(batch_size=2, readers=1, writers=1), jitter=False)
+    for seed in range(3):
+        busy = simulated(keys, PipelineSizes(batch_size=2, writers=1, streams=2), jitter=True, seed=seed)
+        assert busy[3] == calm[3] == [i for batch in calm[0] for i in batch]
+        assert busy[1] == {i: i * 10 for i in range(len(keys))}
+
+
+def test_each_stream_thread_runs_the_network_on_its_share_of_the_cores():
+    """stream_setup runs in every stream thread before its first batch: there torch uses the
+    calling thread's cores shared among the streams (a new thread would otherwise use all)."""
+    import torch
+
+    from colorize_core.inference.pipeline import network_streams, stream_setup
+
+    cores = torch.get_num_threads()
+    assert network_streams("cpu", 1) == 1 and network_streams("cuda", 50) == 1
+    assert network_streams("cpu", 50) == cores
+    seen = []
+
+    def infer(batch):
+        seen.append(torch.get_num_threads())
+        return batch
+
+    sizes = PipelineSizes(streams=2)
+    run_pipeline(range(8), lambda i: i, lambda i: 0, infer, lambda i, r: None, sizes, None, stream_setup(2))
+    assert seen == [max(1, cores // 2)] * 8
+    assert torch.get_num_threads() == cores  # the caller's own setting is untouched
 
 
 @pytest.mark.parametrize("stage", ["items", "read", "infer", "finish"])
@@ -145,12 +185,17 @@ def mixed_folder(folder):
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
 
 
-@pytest.mark.parametrize("compiled", [None, False])
+@pytest.mark.parametrize("compiled, sizes", [(None, PipelineSizes(readers=3, writers=3)), (False, None), (None, None)])
 @pytest.mark.parametrize("temperatures, sheet", [([0.38], False), ([0, 0.2, 1.0], True)])
-def test_a_folder_gives_the_bytes_of_one_image_at_a_time(tmp_path, checkpoint, temperatures, sheet, compiled):
+def test_a_folder_gives_the_bytes_of_one_image_at_a_time(
+    request, tmp_path, checkpoint, temperatures, sheet, compiled, sizes
+):
     """Against an independent loop: each photo alone through Colorizer.colorize_batch and encode,
     composed as the folder is (by default the compiled kernel, a folder being several photos; with
-    compiled=False the numpy reference)."""
+    compiled=False the numpy reference), its network on as many cores as each of the folder's
+    streams (sizes None: the command's own, one stream per core, each on one core)."""
+    import torch
+
     from colorize_core.images import load_pixels, open_image
     from colorize_core.inference.photo import contact_sheet
 
@@ -158,7 +203,10 @@ def test_a_folder_gives_the_bytes_of_one_image_at_a_time(tmp_path, checkpoint, t
     assert colorizer.uses_kernel(9 * len(temperatures)) == (compiled is None)
     mixed_folder(tmp_path / "in")
     options = PhotoOptions(temperatures, out_dir=tmp_path / "out", sheet=sheet)
-    summary = colorize_files([tmp_path / "in"], colorizer, options, PipelineSizes(readers=3, writers=3))
+    summary = colorize_files([tmp_path / "in"], colorizer, options, sizes)
+    cores = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(cores))
+    torch.set_num_threads(cores if sizes else 1)  # the default: one stream per core
     assert [p.name for p in summary.done] == sorted(
         p.name for p in (tmp_path / "in").iterdir() if p.name != "broken.png"
     )

@@ -15,7 +15,7 @@ Importing Numba costs about 0.35 s and loading the kernel from Numba's on-disk c
 (compiling it, the first time, about 3 s), so one photo at one temperature keeps the numpy
 reference; everything that composes more (``Colorizer``'s ``compiled``): the decode stage and the
 web page always, ``colorize photo`` on a folder or at several temperatures, and ``colorize video``
-(so that its frames equal ``colorize photo``'s on a folder of them, bit for bit), which load it in
+(so that its frames are composed as ``colorize photo``'s on a folder of them), which load it in
 a background thread while the model loads.
 Without Numba installed it falls back to the reference.
 """

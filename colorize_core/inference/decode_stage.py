@@ -31,7 +31,7 @@ from colorize_core.config import Params
 from colorize_core.data.sample import Record, read_list
 from colorize_core.images import ImageError, load_pixels, open_image
 from colorize_core.inference.colorizer import Colorizer, View
-from colorize_core.inference.pipeline import PipelineSizes, run_pipeline
+from colorize_core.inference.pipeline import PipelineSizes, network_streams, run_pipeline, stream_setup
 from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text, file_sha256, remove_stale_temporaries
 from colorize_core.progress import progress
 
@@ -126,8 +126,8 @@ def decode_images(
     on_done: Callable[[], None],
 ) -> None:
     """Colorize the images at every temperature into ``folders[T]/<key>.png`` through the pipeline
-    (readers decode, this thread runs the network on batches of one shape, writers compose and
-    write); an unreadable image's reason goes into ``skipped``."""
+    (readers decode, the network runs on batches of one shape, one stream per core on a CPU,
+    writers compose and write); an unreadable image's reason goes into ``skipped``."""
 
     def read(item: TestImage) -> tuple[TestImage, View] | None:
         try:
@@ -144,8 +144,9 @@ def decode_images(
         for T, rgb in zip(temperatures, colorizer.compose(view.lightness, grids, threads=1)):  # writers in parallel
             save_png(rgb, folders[T] / f"{item.key}.png")
 
-    sizes = PipelineSizes(batch_size=params.decode.batch_size)
-    run_pipeline(todo, read, lambda prepared: prepared[1].batch_key, infer, finish, sizes, on_done)
+    sizes = PipelineSizes(batch_size=params.decode.batch_size, streams=network_streams(colorizer.device.type, len(todo)))
+    key = lambda prepared: prepared[1].batch_key  # noqa: E731
+    run_pipeline(todo, read, key, infer, finish, sizes, on_done, stream_setup(sizes.streams))
 
 
 def distinct_checkpoints(paths: dict[str, Path]) -> tuple[dict[str, tuple[Path, Checkpoint]], dict[str, str]]:

@@ -1,23 +1,31 @@
 """A bounded pipeline around one model: reader threads, batches of one network shape, writer threads.
 
-    items (feeder thread) ─▶ read (reader threads) ─▶ batches by key ─▶ infer (this thread) ─▶ finish (writer threads)
+    items (feeder thread) ─▶ read (reader threads) ─▶ batches by key ─▶ infer (stream threads) ─▶ finish (writer threads)
 
 ``colorize photo`` runs its files through it: the feeder plans each input (its header, its
 outputs), readers decode a photo and compute its network view and full-resolution lightness, the
-calling thread runs the network on a batch of views of one padded shape, writers compose, encode
-and write the colours. Decoding, the network, and composing or encoding overlap (PIL, NumPy,
-Numba and torch release the GIL in their loops), and the network's thread does nothing else. The
-decode stage uses it too; the web page and a film's frames could (their three steps are the same).
+network runs on batches of views of one padded shape, writers compose, encode and write the
+colours. Decoding, the network, and composing or encoding overlap (PIL, NumPy, Numba and torch
+release the GIL in their loops). The decode stage uses it too; the web page and a film's frames
+could (their three steps are the same).
 
-Deterministic: items are read ahead in parallel but taken in their order, and batches are formed
-from that order alone (:class:`Batcher`), never from thread timing; with ``batch_size=1`` every
-batch is one item, exactly as a one-at-a-time loop. Bounded: at most ``read_ahead`` (+ 1) items
-are being read, ``max_held`` wait in batches and ``write_behind`` are being finished, so memory does
-not grow with the number of items.
+The network runs on ``streams`` batches at once. On a CPU the fastest is one stream per core, each
+op on one core (:func:`network_streams`): ops spread over all cores wait at every op for their slowest
+core, and with readers and writers on the same cores that core is often busy elsewhere (a folder of
+200 photos on 2 cores: 0.59 of the network's own throughput with one stream on both cores, see
+benchmarks/NOTES.md).
+
+Deterministic: items are read ahead in parallel but taken in their order, batches are formed
+from that order alone (:class:`Batcher`), never from thread timing, and their results are taken
+in that order too; with ``batch_size=1`` every batch is one item, exactly as a one-at-a-time loop.
+Bounded: at most ``read_ahead`` (+ 1) items are being read, ``max_held`` wait in batches,
+``streams`` batches are in the network and ``write_behind`` items are being finished, so memory
+does not grow with the number of items.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections import deque
@@ -37,18 +45,20 @@ DEFAULT_THREADS = 2
 
 @dataclass(frozen=True)
 class PipelineSizes:
-    """Threads and queue bounds: at most read_ahead + 1 + max_held + batch_size + write_behind items
-    are alive at once (being read or waiting, in batches, being inferred, being finished)."""
+    """Threads and queue bounds: at most read_ahead + 1 + max_held + streams × batch_size +
+    write_behind items are alive at once (being read or waiting, in batches, being inferred, being
+    finished)."""
 
     batch_size: int = 1  # items per network batch (of one key)
     readers: int = DEFAULT_THREADS
     writers: int = DEFAULT_THREADS
+    streams: int = 1  # batches in the network at once (threads calling infer)
     read_ahead: int = 0  # items being read at once; 0: readers + batch_size
     max_held: int = 0  # items waiting in unfinished batches; 0: 2 × batch_size
     write_behind: int = 0  # items being finished at once; 0: 2 × writers
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "readers", "writers"):
+        for name in ("batch_size", "readers", "writers", "streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"pipeline {name} must be >= 1, got {getattr(self, name)}")
         for name in ("read_ahead", "max_held", "write_behind"):
@@ -57,7 +67,7 @@ class PipelineSizes:
 
     @property
     def reads(self) -> int:
-        return self.read_ahead or self.readers + self.batch_size
+        return self.read_ahead or self.readers + self.streams * self.batch_size
 
     @property
     def held(self) -> int:
@@ -110,6 +120,7 @@ def run_pipeline(
     finish: Callable[[Prepared, Result], object],
     sizes: PipelineSizes = PipelineSizes(),
     on_done: Callable[[], None] | None = None,
+    stream_setup: Callable[[], None] | None = None,
 ) -> None:
     """Run every item through read -> infer (in batches) -> finish.
 
@@ -119,18 +130,26 @@ def run_pipeline(
         them: its file-system calls then stay off the network's thread)
     read : in a reader thread, item -> prepared item, or None to drop it (the caller records why)
     key : items of one key may share a batch (e.g. the padded network shape)
-    infer : in this thread, a batch of prepared items -> one result per item, in their order
+    infer : in a stream thread (``sizes.streams`` at once), a batch of prepared items -> one result
+        per item, in their order
     finish : in a writer thread, (prepared item, its result) -> anything (the caller records it)
     on_done : in this thread, once per item, after its finish returned or its read dropped it
         (a progress bar)
+    stream_setup : run once in each stream thread before its first batch (:func:`stream_setup`: the
+        network's threads)
 
     An exception raised by items, read, infer or finish stops the pipeline (items not yet started
     are not started, those running end) and is raised here.
     """
     batcher: Batcher[Prepared] = Batcher(sizes.batch_size, sizes.held)
     done = on_done or (lambda: None)
-    with ThreadPoolExecutor(sizes.readers, "read") as readers, ThreadPoolExecutor(sizes.writers, "write") as writers:
+    with (
+        ThreadPoolExecutor(sizes.readers, "read") as readers,
+        ThreadPoolExecutor(sizes.streams, "infer", initializer=stream_setup) as streams,
+        ThreadPoolExecutor(sizes.writers, "write") as writers,
+    ):
         feeder = _Feeder(items, lambda item: readers.submit(read, item), sizes.reads)
+        inferring: deque[tuple[list[Prepared], Future]] = deque()  # in the batches' order
         writing: deque[Future] = deque()
 
         def reap(limit: int) -> None:
@@ -138,13 +157,20 @@ def run_pipeline(
                 writing.popleft().result()  # re-raises the writer's exception
                 done()
 
+        def collect(limit: int) -> None:
+            """Hand the oldest batches' results to the writers, in order, until ``limit`` are left."""
+            while len(inferring) > limit:
+                batch, future = inferring.popleft()
+                results = future.result()  # re-raises infer's exception
+                if len(results) != len(batch):
+                    raise RuntimeError(f"infer returned {len(results)} results for a batch of {len(batch)}")
+                for prepared, result in zip(batch, results):
+                    writing.append(writers.submit(finish, prepared, result))
+                    reap(sizes.writes)
+
         def run(batch: list[Prepared]) -> None:
-            results = infer(batch)
-            if len(results) != len(batch):
-                raise RuntimeError(f"infer returned {len(results)} results for a batch of {len(batch)}")
-            for prepared, result in zip(batch, results):
-                writing.append(writers.submit(finish, prepared, result))
-                reap(sizes.writes)
+            inferring.append((batch, streams.submit(infer, batch)))
+            collect(sizes.streams - 1)
 
         try:
             for future in feeder:  # in the items' order
@@ -156,12 +182,39 @@ def run_pipeline(
                     run(batch)
             for batch in batcher.drain():
                 run(batch)
+            collect(0)
             reap(0)
         except BaseException:
             feeder.stop()
+            for _, future in inferring:
+                future.cancel()
             for future in writing:
                 future.cancel()
             raise
+
+
+def network_streams(device_type: str, items: int) -> int:
+    """How many network streams a run of ``items`` on ``device_type`` should use: on the CPU, for
+    several items, one per core of torch's (each op then on one core, :func:`stream_setup`); else 1."""
+    import torch
+
+    return torch.get_num_threads() if device_type == "cpu" and items > 1 else 1
+
+
+def stream_setup(streams: int) -> Callable[[], None]:
+    """What each of ``streams`` stream threads runs first: the calling thread's torch threads shared
+    among them. Torch's setting is per thread for its OpenMP ops, and a new thread does not inherit
+    it.
+
+    An op on one core can round its last float bits apart from the same op on several (its
+    summation order), so a folder's colours (one core per stream) may differ by one 8-bit level,
+    in rare pixels, from one photo's alone (all cores); on one core they no longer depend on how
+    many cores the machine has.
+    """
+    import torch
+
+    threads = max(1, torch.get_num_threads() // streams)
+    return lambda: torch.set_num_threads(threads)
 
 
 class _Feeder:

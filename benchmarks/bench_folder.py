@@ -124,7 +124,11 @@ def main() -> None:
         m["folder_over_network_throughput"] = min(times["network"], times["network_streams"]) / times["folder"]
         m["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
         checks = [
-            check("folder / network-only throughput (same batches, the faster way)", m["folder_over_network_throughput"], 0.8),
+            check(
+                "folder / network-only throughput (same batches, the faster way)",
+                m["folder_over_network_throughput"],
+                0.8,
+            ),
             check(
                 f"peak RSS, {args.photos} / {SMALL_FOLDER} photos",
                 m["peak_rss_full_over_small"],

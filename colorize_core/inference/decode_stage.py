@@ -144,7 +144,8 @@ def decode_images(
         for T, rgb in zip(temperatures, colorizer.compose(view.lightness, grids, threads=1)):  # writers in parallel
             save_png(rgb, folders[T] / f"{item.key}.png")
 
-    sizes = PipelineSizes(batch_size=params.decode.batch_size, streams=network_streams(colorizer.device.type, len(todo)))
+    streams = network_streams(colorizer.device.type, len(todo))
+    sizes = PipelineSizes(batch_size=params.decode.batch_size, streams=streams)
     key = lambda prepared: prepared[1].batch_key  # noqa: E731
     run_pipeline(todo, read, key, infer, finish, sizes, on_done, stream_setup(sizes.streams))
 

@@ -1,6 +1,6 @@
 """A bounded pipeline around one model: reader threads, batches of one network shape, writer threads.
 
-    items (feeder thread) ─▶ read (reader threads) ─▶ batches by key ─▶ infer (stream threads) ─▶ finish (writer threads)
+    items (feeder) ─▶ read (reader threads) ─▶ batches by key ─▶ infer (stream threads) ─▶ finish (writer threads)
 
 ``colorize photo`` runs its files through it: the feeder plans each input (its header, its
 outputs), readers decode a photo and compute its network view and full-resolution lightness, the
@@ -25,7 +25,6 @@ does not grow with the number of items.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections import deque

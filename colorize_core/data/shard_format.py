@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-import webdataset as wds
 
 from colorize_core.io import atomic_output
 
@@ -131,6 +130,8 @@ def shard_urls(shards_dir: Path, split: str) -> list[str]:
 
 def with_arrays(sample: dict) -> dict:
     """A sample's raw tar members with L (S, S) float16 and the ab cells (S, S) loaded as arrays."""
+    import webdataset as wds  # here, not at the top: it imports torch, which writing shards never needs
+
     return {**sample, LIGHTNESS_KEY: wds.autodecode.npy_loads(sample[LIGHTNESS_KEY]),
             CELL_KEY: wds.autodecode.npy_loads(sample[CELL_KEY])}  # fmt: skip
 
@@ -156,5 +157,7 @@ def read_samples(urls: Iterable[str]) -> Iterator[dict]:
     ShardError
         naming a shard that is truncated or not a tar.
     """
+    import webdataset as wds  # see with_arrays
+
     pipeline = wds.DataPipeline(wds.SimpleShardList(list(urls)), wds.tarfile_to_samples(handler=raise_shard_error))
     return map(with_arrays, pipeline)

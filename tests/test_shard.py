@@ -90,17 +90,18 @@ def test_compiled_and_numpy_encoders_write_the_same_bytes(tmp_path, grid):
 
 
 def test_the_compiled_encoder_is_loaded_only_for_large_runs(tmp_path):
-    """A small run (the demo's size) never imports Numba: loading it would cost more than it saves."""
+    """A small run (the demo's size) never imports Numba: loading it would cost more than it saves;
+    and no run imports torch (1.4 s, and a 10x larger process to fork for the workers)."""
     lists = write_lists(tmp_path, colour_photos(tmp_path / "img", 3))
     code = (
         "import sys; from pathlib import Path; from colorize_core.config import ShardParams;"
         "from colorize_core.data.shard import run_shard;"
         f"run_shard(ShardParams(size=32, samples_per_shard=4, workers=1), Path({str(lists)!r}),"
         f" Path({str(tmp_path / 'shards')!r}), Path({str(tmp_path / 'reports')!r}));"
-        "print('numba' in sys.modules)"
+        "print('numba' in sys.modules, 'torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "False False"
     assert shard_module.COMPILED_MIN_PIXELS > 400 * 64 * 64  # the demo: 400 images of 64 x 64
 
 

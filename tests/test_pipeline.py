@@ -109,11 +109,11 @@ def test_one_order_of_results_with_one_writer_and_two_streams():
 
 
 def test_each_stream_thread_runs_the_network_on_its_share_of_the_cores():
-    """stream_setup runs in every stream thread before its first batch: there torch uses the
-    calling thread's cores shared among the streams (a new thread would otherwise use all)."""
+    """By default stream_setup runs in every stream thread before its first batch: there torch uses
+    the calling thread's cores shared among the streams (a new thread would otherwise use all)."""
     import torch
 
-    from colorize_core.inference.pipeline import network_streams, stream_setup
+    from colorize_core.inference.pipeline import network_streams
 
     cores = torch.get_num_threads()
     assert network_streams("cpu", 1) == 1 and network_streams("cuda", 50) == 1
@@ -125,7 +125,7 @@ def test_each_stream_thread_runs_the_network_on_its_share_of_the_cores():
         return batch
 
     sizes = PipelineSizes(streams=2)
-    run_pipeline(range(8), lambda i: i, lambda i: 0, infer, lambda i, r: None, sizes, None, stream_setup(2))
+    run_pipeline(range(8), lambda i: i, lambda i: 0, infer, lambda i, r: None, sizes)  # the default setup
     assert seen == [max(1, cores // 2)] * 8
     assert torch.get_num_threads() == cores  # the caller's own setting is untouched
 

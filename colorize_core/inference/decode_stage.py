@@ -31,7 +31,7 @@ from colorize_core.config import Params
 from colorize_core.data.sample import Record, read_list
 from colorize_core.images import ImageError, load_pixels, open_image
 from colorize_core.inference.colorizer import Colorizer, View
-from colorize_core.inference.pipeline import PipelineSizes, network_streams, run_pipeline, stream_setup
+from colorize_core.inference.pipeline import PipelineSizes, network_streams, run_pipeline
 from colorize_core.io import atomic_output, atomic_write_json, atomic_write_text, file_sha256, remove_stale_temporaries
 from colorize_core.progress import progress
 
@@ -147,7 +147,7 @@ def decode_images(
     streams = network_streams(colorizer.device.type, len(todo))
     sizes = PipelineSizes(batch_size=params.decode.batch_size, streams=streams)
     key = lambda prepared: prepared[1].batch_key  # noqa: E731
-    run_pipeline(todo, read, key, infer, finish, sizes, on_done, stream_setup(sizes.streams))
+    run_pipeline(todo, read, key, infer, finish, sizes, on_done)
 
 
 def distinct_checkpoints(paths: dict[str, Path]) -> tuple[dict[str, tuple[Path, Checkpoint]], dict[str, str]]:

@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from colorize_core.constants import DEFAULT_MAX_PIXELS
 from colorize_core.images import ImageError, is_image_path, load_pixels, open_image
 from colorize_core.inference.colorizer import Colorizer, View
-from colorize_core.inference.pipeline import PipelineSizes, network_streams, run_pipeline, stream_setup
+from colorize_core.inference.pipeline import PipelineSizes, network_streams, run_pipeline
 from colorize_core.io import atomic_write_bytes, remove_stale_temporaries, safe_join
 from colorize_core.progress import progress
 
@@ -249,8 +249,9 @@ def colorize_files(
 
     The inputs are planned here, in order (header, own outputs, refusals, existing outputs); then
     reader threads decode them, the network runs on batches of one network shape (on a CPU one
-    stream per core), and writer threads compose, encode and write (:mod:`pipeline`). The outputs are those of one image
-    at a time: the same files and bytes whatever the threads' timing.
+    stream per core), and writer threads compose, encode and write (:mod:`pipeline`). The outputs
+    are those of one image at a time on as many cores as a stream: the same files and bytes whatever
+    the threads' timing.
 
     Raises
     ------
@@ -372,7 +373,7 @@ def colorize_files(
     )
     with bar, ThreadPoolExecutor(sizes.writers, "encode") as encoders:
         key = lambda task: task.view.batch_key  # noqa: E731
-        run_pipeline(plan(), read, key, infer, finish, sizes, advance, stream_setup(sizes.streams))
+        run_pipeline(plan(), read, key, infer, finish, sizes, advance)
     lists = {"done": summary.done, "existing": summary.existing, "own": summary.own, "skipped": summary.skipped}
     for index in sorted(events):
         for kind, value in events[index]:

@@ -119,7 +119,7 @@ def run_pipeline(
     finish: Callable[[Prepared, Result], object],
     sizes: PipelineSizes = PipelineSizes(),
     on_done: Callable[[], None] | None = None,
-    stream_setup: Callable[[], None] | None = None,
+    setup_stream: Callable[[], None] | None = None,
 ) -> None:
     """Run every item through read -> infer (in batches) -> finish.
 
@@ -134,8 +134,8 @@ def run_pipeline(
     finish : in a writer thread, (prepared item, its result) -> anything (the caller records it)
     on_done : in this thread, once per item, after its finish returned or its read dropped it
         (a progress bar)
-    stream_setup : run once in each stream thread before its first batch (:func:`stream_setup`: the
-        network's threads)
+    setup_stream : run once in each stream thread before its first batch (None:
+        :func:`stream_setup`, the calling thread's torch threads shared among the streams)
 
     An exception raised by items, read, infer or finish stops the pipeline (items not yet started
     are not started, those running end) and is raised here.
@@ -144,7 +144,7 @@ def run_pipeline(
     done = on_done or (lambda: None)
     with (
         ThreadPoolExecutor(sizes.readers, "read") as readers,
-        ThreadPoolExecutor(sizes.streams, "infer", initializer=stream_setup) as streams,
+        ThreadPoolExecutor(sizes.streams, "infer", initializer=setup_stream or stream_setup(sizes.streams)) as streams,
         ThreadPoolExecutor(sizes.writers, "write") as writers,
     ):
         feeder = _Feeder(items, lambda item: readers.submit(read, item), sizes.reads)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import encode_png, png_with_claimed_size, skimage_photo
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 from skimage.color import rgb2lab
 
 from colorize_core.cli import main
@@ -214,8 +214,12 @@ def test_the_api_colorizes_once_and_re_decodes_other_temperatures(served, forwar
     np.testing.assert_allclose(lightness(cooler), lightness(gray), atol=1.0)
     status, _, body = request(f"{url}/colorize/{image_id}/gray")
     assert status == 200 and chroma(Image.open(io.BytesIO(body))).max() < 1.0
-    status, headers, _ = request(f"{url}/colorize?T=0.2&format=jpg", GRAY_CAT_JPEG, "POST")  # the same bytes again
+    status, headers, body = request(f"{url}/colorize?T=0.2&format=jpg", GRAY_CAT_JPEG, "POST")  # the same bytes again
     assert status == 200 and headers["content-type"] == "image/jpeg" and headers["X-Image-Id"] == image_id
+    assert JpegImagePlugin.get_sampling(Image.open(io.BytesIO(body))) == 2  # 4:2:0, for display
+    status, headers, body = request(f"{url}/colorize/{image_id}?T=0.2&format=jpg&download=true")
+    assert headers["content-disposition"] == "attachment"
+    assert JpegImagePlugin.get_sampling(Image.open(io.BytesIO(body))) == 0  # 4:4:4, as colorize photo writes
     assert forward_passes[0] == 1  # every answer since the first came from the cache
 
     _, headers, _ = request(f"{url}/colorize", CAT_JPEG, "POST")

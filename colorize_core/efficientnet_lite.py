@@ -3,7 +3,7 @@
 The same network and state-dict keys as timm's ``tf_efficientnet_lite<n>`` up to its last block
 (stem, then seven stages of depthwise-separable / inverted-residual blocks, ReLU6, no
 squeeze-excitation, TensorFlow "SAME" padding on strided convolutions, BatchNorm ε = 1e-3),
-without its head. Kept here, rather than imported from timm, so that colorizing a photo needs
+and its head convolution (:func:`lite_head`), without the classifier. Kept here, rather than imported from timm, so that colorizing a photo needs
 only torch: importing timm (and torchvision with it) costs seconds. ``tests/test_model.py``
 checks it against timm's output.
 """
@@ -20,6 +20,7 @@ from torch import nn
 #: (channel multiplier, depth multiplier) of each variant.
 LITE_SCALING = {0: (1.0, 1.0), 1: (1.0, 1.1), 2: (1.1, 1.2), 3: (1.2, 1.4), 4: (1.4, 1.8)}
 STEM_CHANNELS = 32  # fixed in the lite variants
+HEAD_CHANNELS = 1280  # the head convolution's, which the classifier pools: fixed in the lite variants
 BN_EPS = 1e-3  # TensorFlow's BatchNorm epsilon
 
 
@@ -141,3 +142,9 @@ def lite_stem_and_stages(variant: int) -> tuple[nn.Sequential, nn.ModuleList]:
             channels = out
         stages.append(nn.Sequential(*blocks))
     return stem, nn.ModuleList(stages)
+
+
+def lite_head(in_channels: int) -> nn.Sequential:
+    """The head convolution, (B, C, h, w) -> (B, HEAD_CHANNELS, h, w): 1×1, BatchNorm, ReLU6 (timm's
+    ``conv_head`` and ``bn2``); the classifier averages its output over the image."""
+    return nn.Sequential(conv(in_channels, HEAD_CHANNELS, 1), BatchNormReLU6(HEAD_CHANNELS))

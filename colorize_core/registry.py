@@ -46,11 +46,12 @@ ARCHITECTURES = Registry(
         "eccv16": "colorize_core.model:eccv16",
         "efficientnet_lite1_unet": "colorize_core.model:efficientnet_lite1_unet",
         "efficientnet_lite2_unet": "colorize_core.model:efficientnet_lite2_unet",
+        "efficientnet_lite2_unet_global": "colorize_core.model:efficientnet_lite2_unet_global",
     },
 )
 
 #: The architectures whose encoder is ImageNet-pretrained (can be frozen or fine-tuned).
-PRETRAINED_ARCHITECTURES = ("efficientnet_lite1_unet", "efficientnet_lite2_unet")
+PRETRAINED_ARCHITECTURES = ("efficientnet_lite1_unet", "efficientnet_lite2_unet", "efficientnet_lite2_unet_global")
 
 #: ImageNet classifiers that judge colorizations (:mod:`colorize_core.evaluate.classifiers`):
 #: loader(device, vgg16_weights) -> Classifier.

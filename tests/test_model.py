@@ -72,13 +72,17 @@ def test_own_efficientnet_lite_stages_equal_timms(variant):
     tf_efficientnet_lite with the same ImageNet weights: the same keys, the same features at every
     stage, on an odd-sized input (TensorFlow's asymmetric SAME padding)."""
     reference = efficientnet_lite(variant).eval()
-    stem, stages = efficientnet_lite_features(variant)
+    stem, stages, head = efficientnet_lite_features(variant, head=True)
     x = torch.randn(2, 3, 72, 136)
     with torch.no_grad():
         theirs, ours = reference.bn1(reference.conv_stem(x)), stem.eval()(x)
         for theirs_stage, our_stage in zip(reference.blocks, stages.eval()):
             theirs, ours = theirs_stage(theirs), our_stage(ours)
             torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(head.eval()(ours), reference.bn2(reference.conv_head(theirs)), rtol=1e-5, atol=1e-5)
+        # the head's pooled features are what timm's classifier reads
+        logits = reference.classifier(head(ours).mean(dim=(2, 3)))
+        torch.testing.assert_close(logits, reference(x), rtol=1e-4, atol=1e-4)
     assert [k for k in stages.state_dict()] == [k for k in reference.blocks.state_dict()]
 
 
@@ -88,7 +92,7 @@ def test_frozen_encoder_keeps_its_weights_and_statistics(arch):
     model = build_model(ModelConfig(arch, width=0.125, num_classes=7), pretrained=False)
     model.freeze_encoder()
     model.train()
-    encoder_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("stem", "stages"))}
+    encoder_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("stem", "stages", "head"))}
     decoder_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("classify")}
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     loss = model(torch.rand(2, 1, 64, 64) * 100).logsumexp(1).mean()
@@ -98,6 +102,23 @@ def test_frozen_encoder_keeps_its_weights_and_statistics(arch):
     assert all(torch.equal(after[k], v) for k, v in encoder_before.items())  # weights and BN running stats
     assert not all(torch.equal(after[k], v) for k, v in decoder_before.items())
     assert not any(m.training for stage in model.stages for m in stage.modules())
+
+
+def test_global_context_shifts_the_decoder_and_nothing_else():
+    """The _global architecture is the plain one plus a shift of the decoder's features by the
+    image's context: with the shifts zeroed the two give the same logits, and not otherwise."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("efficientnet_lite2_unet_global", width=0.125, num_classes=7), pretrained=False)
+    plain = build_model(ModelConfig("efficientnet_lite2_unet", width=0.125, num_classes=7), pretrained=False)
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(("head.", "context.", "shifts."))}
+    plain.load_state_dict(own)
+    model.eval(), plain.eval()
+    lightness = torch.rand(2, 1, 64, 96) * 100
+    with torch.no_grad():
+        assert (model(lightness) - plain(lightness)).abs().max() > 1e-3
+        for shift in model.shifts:
+            shift.weight.zero_(), shift.bias.zero_()
+        torch.testing.assert_close(model(lightness), plain(lightness))
 
 
 def test_trainable_encoder_stages_learn_and_the_rest_stays():

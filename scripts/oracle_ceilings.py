@@ -19,6 +19,7 @@ pool, so a model's row there is, if anything, flattered.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,8 @@ def main() -> None:
     reference = next(iter(colorizers.values()))  # its grid and bins define the oracle rows
     centres = reference.centres.numpy()
     classifier = load_classifier("efficientnet_lite0", device)
-    names = ["ORIGINAL", "BW IMG", *ORACLES, *(f"{p.name}, T = {c.default_T:g}" for p, c in colorizers.items())]
+    names = ["ORIGINAL", "BW IMG", *ORACLES]
+    names += [f"{p.name}: T = {c.default_T:g}, short side {c.size}" for p, c in colorizers.items()]
     correct, confidence, skipped = {n: [] for n in names}, {n: [] for n in names}, 0
     records = [r for r in list_folder(args.data, args.subdir) if r.class_index >= 0][: args.limit]
     for record in records:
@@ -88,7 +90,9 @@ def main() -> None:
     lines = [
         f"# Oracle ceilings: {len(correct['ORIGINAL'])} colour photos of {args.data.name}/{args.subdir}",
         "",
-        f"`python scripts/oracle_ceilings.py` ({skipped} gray photos skipped). Classifier: {classifier.name}.",
+        f"`python scripts/oracle_ceilings.py{''.join(' ' + a for a in sys.argv[1:])}`",
+        "",
+        f"{skipped} gray photos skipped. Classifier: {classifier.name}.",
         "",
         "| variant | top-1 | true-class confidence |",
         "|---|---|---|",

@@ -3,9 +3,9 @@
 The same network and state-dict keys as timm's ``tf_efficientnet_lite<n>`` up to its last block
 (stem, then seven stages of depthwise-separable / inverted-residual blocks, ReLU6, no
 squeeze-excitation, TensorFlow "SAME" padding on strided convolutions, BatchNorm ε = 1e-3),
-and its head convolution (:func:`lite_head`), without the classifier. Kept here, rather than imported from timm, so that colorizing a photo needs
-only torch: importing timm (and torchvision with it) costs seconds. ``tests/test_model.py``
-checks it against timm's output.
+and its head convolution (:func:`lite_head`), without the classifier. Kept here, rather than
+imported from timm, so that colorizing a photo needs only torch: importing timm (and torchvision
+with it) costs seconds. ``tests/test_model.py`` checks it against timm's output.
 """
 
 from __future__ import annotations

@@ -27,12 +27,13 @@ import torch
 from PIL import Image
 
 from colorize_core.color import lab_from_srgb
-from colorize_core.constants import GRAYSCALE_MAX_CHROMA, OUTPUT_STRIDE
+from colorize_core.constants import OUTPUT_STRIDE
 from colorize_core.data.sample import list_folder
 from colorize_core.evaluate.classifiers import load_classifier
+from colorize_core.evaluate.evaluation import reference_of
 from colorize_core.images import to_rgb8
 from colorize_core.inference.annealed_mean import compose
-from colorize_core.inference.colorizer import BUNDLED_CHECKPOINT, Colorizer, lightness_of, network_lightness
+from colorize_core.inference.colorizer import BUNDLED_CHECKPOINT, Colorizer, network_lightness
 from colorize_core.inference.decode_stage import load_picture
 from colorize_core.io import atomic_output
 
@@ -75,13 +76,13 @@ def main() -> None:
     records = [r for r in list_folder(args.data, args.subdir) if r.class_index >= 0][: args.limit]
     for record in records:
         picture = to_rgb8(load_picture(record.path))
-        rgb = np.asarray(picture)
-        if np.hypot(*np.moveaxis(lab_from_srgb(rgb.astype(np.float32) / 255)[..., 1:], -1, 0)).max() <= GRAYSCALE_MAX_CHROMA:
-            skipped += 1  # a gray photo: no colour to carry
+        truth = reference_of(picture)
+        if truth.is_gray:
+            skipped += 1  # no colour to carry
             continue
-        lightness = lightness_of(picture)
+        lightness = truth.lightness
         grid = true_grid(picture, reference)
-        variants = [rgb, compose(lightness, np.zeros((1, 1, 2), np.float32))]
+        variants = [truth.rgb, compose(lightness, np.zeros((1, 1, 2), np.float32))]
         variants += [compose(lightness, g) for g in (grid, nearest_bins(grid, centres), grid / 2)]
         variants += [c.colorize_batch([picture], [c.default_T])[0][0] for c in colorizers.values()]
         for name, probabilities in zip(names, classifier.probabilities(variants)):

@@ -58,6 +58,11 @@ class Reference:
     ab: np.ndarray  # (H, W, 2) float32
     colourfulness: float
 
+    @property
+    def is_gray(self) -> bool:
+        """No colour truth: |ab| never above GRAYSCALE_MAX_CHROMA."""
+        return not np.any(np.hypot(self.ab[..., 0], self.ab[..., 1]) > GRAYSCALE_MAX_CHROMA)
+
 
 def reference_of(picture) -> Reference:
     rgb = np.asarray(to_rgb8(picture))
@@ -168,7 +173,7 @@ def evaluate_images(
             result.skipped[item.path] = str(error)
             continue
         reference = reference_of(picture)
-        is_gray = not np.any(np.hypot(reference.ab[..., 0], reference.ab[..., 1]) > GRAYSCALE_MAX_CHROMA)
+        is_gray = reference.is_gray
         colours = colorizations(item, picture)
         variants = [] if is_gray else [(NO_CHECKPOINT, ORIGINAL, None, reference.rgb)]
         variants += [(c, variant_name(T), T, colours[c, T]) for c in checkpoints for T in temperatures]

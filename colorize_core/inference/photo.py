@@ -45,6 +45,8 @@ SAME_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", 
 EXIF_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP"}
 ICC_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP"}
 SHEET_HEIGHT = 512
+#: JPEG outputs: full-resolution chroma at quality 95 (``encode``'s default).
+JPEG_SUBSAMPLING, JPEG_QUALITY = "4:4:4", 95
 #: Written into every output (PNG text / EXIF Software tag), so that a re-run over the same folder
 #: recognises its own outputs and leaves them alone.
 OUTPUT_MARKER = "colorize (github: colorize_core)"
@@ -207,7 +209,7 @@ def exif_with_marker(exif: bytes | None) -> bytes:
     return tags.tobytes()
 
 
-def encode(image: Image.Image, pil_format: str, metadata: dict, jpeg_subsampling: str = "4:4:4") -> bytes:
+def encode(image: Image.Image, pil_format: str, metadata: dict, jpeg_subsampling: str = JPEG_SUBSAMPLING) -> bytes:
     """Encode an output image with the input's EXIF (orientation already applied) and ICC profile;
     a JPEG at quality 95 with full-resolution chroma unless ``jpeg_subsampling`` says otherwise
     (Pillow's "4:2:0": chroma at half resolution, a third less encoding time, for display)."""
@@ -221,7 +223,7 @@ def encode(image: Image.Image, pil_format: str, metadata: dict, jpeg_subsampling
     if metadata.get("icc_profile") and pil_format in ICC_FORMATS:
         kwargs["icc_profile"] = metadata["icc_profile"]
     if pil_format == "JPEG":
-        kwargs.update(quality=95, subsampling=jpeg_subsampling)
+        kwargs.update(quality=JPEG_QUALITY, subsampling=jpeg_subsampling)
     buffer = io.BytesIO()
     image.save(buffer, format=pil_format, **kwargs)
     return buffer.getvalue()

@@ -44,7 +44,7 @@ from colorize_core.config import TEMPERATURE
 from colorize_core.constants import DEFAULT_CACHE_MIB, DEFAULT_CACHE_SECONDS, DEFAULT_MAX_PIXELS
 from colorize_core.images import ImageError
 from colorize_core.inference.colorizer import Colorizer
-from colorize_core.inference.photo import FORMATS, MAX_STREAM_BYTES, encode
+from colorize_core.inference.photo import FORMATS, JPEG_SUBSAMPLING, MAX_STREAM_BYTES, encode
 from colorize_core.serve.cache import PredictionCache
 from colorize_core.serve.model_info import describe_model
 from colorize_core.serve.prediction import PREVIEW_SIDE, Prediction, predict, render, render_gray
@@ -121,7 +121,7 @@ class Server:
         """An image response: (H, W, 3) uint8 encoded as png or jpg with the upload's EXIF and ICC;
         a JPEG for display with 4:2:0 chroma, one to download as ``colorize photo`` writes it."""
         pil_format, _ = FORMATS[output_format]
-        subsampling = "4:4:4" if download else DISPLAY_JPEG_SUBSAMPLING
+        subsampling = JPEG_SUBSAMPLING if download else DISPLAY_JPEG_SUBSAMPLING
         data = encode(Image.fromarray(rgb), pil_format, prediction.metadata, subsampling)
         return Response(data, media_type=MEDIA_TYPES[pil_format])
 

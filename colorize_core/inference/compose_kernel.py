@@ -6,10 +6,11 @@ that the compiler vectorizes: bilinear ab from the coarse grid, Lab -> linear RG
 the same operations in the same order, and the 8-bit table look-up (about 2.2× faster than one
 scalar pass with a branch per pixel; benchmarks/NOTES.md). Pixels outside the sRGB gamut (a small share) are
 brought in at constant L and hue as :func:`color.linear_from_lab_in_gamut` does (its (L, hue)
-boundary table, then bisection where the table overshoots), per pixel in float64. In-gamut
-pixels come out bit for bit as the reference's; a gamut-mapped one may differ by one 8-bit level,
-where numpy and Numba round the last bit of float64 atan2 or the 3×3 product differently (4 of
-872,000 pixels of a demo photo at T = 0.09; tests/test_decode.py).
+boundary table, then bisection where the table overshoots), in float64, gathered row by row so
+that this arithmetic vectorizes too (the hue from a series for atan instead of libm's atan2, within
+1e-11 rad). In-gamut pixels come out bit for bit as the reference's; a gamut-mapped one may differ
+by one 8-bit level, where the hue or the 3×3 product round their last bits differently (a few of
+a million pixels; tests/test_decode.py).
 
 Importing Numba costs about 0.35 s and loading the kernel from Numba's on-disk cache about 0.45 s
 (compiling it, the first time, about 3 s), so one photo at one temperature keeps the numpy
@@ -66,6 +67,8 @@ _ONE, _ZERO, _LOW_LIMIT, _HIGH_LIMIT = _F32(1), _F32(0), _F32(-GAMUT_TOLERANCE),
 _STEPS, _HALF = _F32(_LINEAR_STEPS), _F32(0.5)
 _EDGE64, _OFFSET64, _KAPPA64 = 6 / 29, LAB_OFFSET, LAB_KAPPA
 _L_FACTOR, _HUE_FACTOR = (_GAMUT_L_STEPS - 1) / 100, _GAMUT_HUE_STEPS / (2 * np.pi)
+#: atan's Taylor series is summed to x^(2 · _ATAN_TERMS - 1) on |x| <= tan(π/8) (see _atan_unit).
+_TAN_PI_8, _ATAN_TERMS = np.tan(np.pi / 8), 12
 
 
 @_jit(inline="always")
@@ -79,45 +82,95 @@ def _f_inverse64(f):
 
 
 @_jit(inline="always")
-def _linear64(L, a, b, white, matrix, rgb):
-    """color.linear_from_lab of one colour, float64, into rgb (3,); whether it is in gamut."""
+def _linear64(L, a, b, white, matrix):
+    """color.linear_from_lab of one colour in float64: (r, g, b) and whether all three are in gamut."""
     fy = (L + 16) / 116
     x = _f_inverse64(fy + a / 500) * white[0]
     y = _f_inverse64(fy) * white[1]
     z = _f_inverse64(fy - b / 200) * white[2]
-    inside = True
-    for c in range(3):
-        rgb[c] = matrix[c, 0] * x + matrix[c, 1] * y + matrix[c, 2] * z
-        if abs(rgb[c] - 0.5) > 0.5 + GAMUT_TOLERANCE:
-            inside = False
-    return inside
+    red = matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2] * z
+    green = matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2] * z
+    blue = matrix[2, 0] * x + matrix[2, 1] * y + matrix[2, 2] * z
+    limit = 0.5 + GAMUT_TOLERANCE
+    inside = (abs(red - 0.5) <= limit) & (abs(green - 0.5) <= limit) & (abs(blue - 0.5) <= limit)
+    return red, green, blue, inside
 
 
 @_jit(inline="always")
-def _in_gamut(L, a, b, boundary_table, white, matrix, rgb):
-    """color.linear_from_lab_in_gamut's mapping of one out-of-gamut colour (float64), into rgb (3,)."""
-    chroma = np.sqrt(a * a + b * b)  # np.hypot's overflow guard is libm's slow path (13 ns a pixel); |a|, |b| < 200
-    xx = min(max(L, 0.0), 100.0) * _L_FACTOR
-    yy = np.mod(np.arctan2(b, a), 2 * np.pi) * _HUE_FACTOR
-    x0 = min(np.int64(np.floor(xx)), _GAMUT_L_STEPS - 2)
-    y0 = min(np.int64(np.floor(yy)), _GAMUT_HUE_STEPS - 1)
-    wx, wy = xx - x0, yy - y0
-    boundary = (
-        boundary_table[x0, y0] * (1 - wx) * (1 - wy)
-        + boundary_table[x0 + 1, y0] * wx * (1 - wy)
-        + boundary_table[x0, y0 + 1] * (1 - wx) * wy
-        + boundary_table[x0 + 1, y0 + 1] * wx * wy
-    )
-    scale = min(max(boundary * 0.999 / max(chroma, 1e-12), 0.0), 1.0)
-    if not _linear64(L, a * scale, b * scale, white, matrix, rgb):  # the table overshoots
-        low, high = 0.0, scale
-        for _ in range(12):
-            mid = (low + high) / 2
-            if _linear64(L, a * mid, b * mid, white, matrix, rgb):
-                low = mid
-            else:
-                high = mid
-        _linear64(L, a * low, b * low, white, matrix, rgb)
+def _atan_unit(t):
+    """atan(t) for t in [0, 1], within 1e-11: its Taylor series to x^23 on |x| <= tan(π/8), after
+    atan(t) = π/4 + atan((t - 1) / (t + 1)) for the larger t. Selects, no branches, so that a loop
+    over it vectorizes (np.arctan2 is a libm call per pixel)."""
+    big = t > _TAN_PI_8
+    x = (t - 1.0) / (t + 1.0) if big else t
+    z = x * x
+    s = 1.0 / (2 * _ATAN_TERMS - 1)
+    for k in range(_ATAN_TERMS - 2, -1, -1):
+        s = 1.0 / (2 * k + 1) - z * s
+    return x * s + (np.pi / 4 if big else 0.0)
+
+
+@_jit(inline="always")
+def _hue(a, b):
+    """np.mod(np.arctan2(b, a), 2π) within 1e-11 rad (tests/test_decode.py), vectorizable."""
+    ax, ay = abs(a), abs(b)
+    angle = _atan_unit(min(ax, ay) / max(ax, ay, 1e-300))
+    angle = np.pi / 2 - angle if ay > ax else angle
+    angle = np.pi - angle if np.signbit(a) else angle  # as arctan2: a = -0.0 is on the left
+    return 2 * np.pi - angle if (b < 0) & (angle > 0) else angle
+
+
+@_jit(cache=True)
+def _map_into_gamut(lab, count, boundary, white, matrix, work, rgb_out):
+    """color.linear_from_lab_in_gamut's mapping of ``count`` out-of-gamut colours, in float64.
+
+    lab (3, n): their L, a and b in its first ``count`` columns; work (8, n): scratch; rgb_out
+    (3, n): their linear RGB in gamut. The chroma is scaled to the (L, hue) boundary table's
+    value × 0.999 and, where that still overshoots, bisected in 12 steps from [0, that scale].
+    Each loop does one kind of work, so that the arithmetic vectorizes apart from the table's
+    gathers and the compaction.
+    """
+    cell, x_weight, y_weight, scale, low, high, order = work[0], work[1], work[2], work[3], work[4], work[5], work[6]
+    for k in range(count):  # the table cell of (L, hue) and the bilinear weights
+        xx = min(max(lab[0, k], 0.0), 100.0) * _L_FACTOR
+        yy = _hue(lab[1, k], lab[2, k]) * _HUE_FACTOR
+        x0 = min(np.floor(xx), _GAMUT_L_STEPS - 2)
+        y0 = min(np.floor(yy), _GAMUT_HUE_STEPS - 1)
+        cell[k] = x0 * (_GAMUT_HUE_STEPS + 1) + y0
+        x_weight[k], y_weight[k] = xx - x0, yy - y0
+    for k in range(count):  # gathers
+        c = np.int64(cell[k])
+        wx, wy = x_weight[k], y_weight[k]
+        scale[k] = (
+            boundary[c] * (1 - wx) * (1 - wy)
+            + boundary[c + _GAMUT_HUE_STEPS + 1] * wx * (1 - wy)
+            + boundary[c + 1] * (1 - wx) * wy
+            + boundary[c + _GAMUT_HUE_STEPS + 2] * wx * wy
+        )
+    inside = work[7]
+    for k in range(count):  # the chroma scaled to the table's boundary
+        L, a, b = lab[0, k], lab[1, k], lab[2, k]
+        chroma = np.sqrt(a * a + b * b)  # not np.hypot: libm's overflow guard, 13 ns a pixel; |a|, |b| < 200
+        scale[k] = min(max(scale[k] * 0.999 / max(chroma, 1e-12), 0.0), 1.0)
+        rgb_out[0, k], rgb_out[1, k], rgb_out[2, k], inside[k] = _linear64(L, a * scale[k], b * scale[k], white, matrix)
+    missed = 0
+    for k in range(count):  # where the interpolated boundary still overshoots
+        if not inside[k]:
+            order[missed], low[missed], high[missed] = k, 0.0, scale[k]
+            missed += 1
+    for m in range(missed):
+        k = np.int64(order[m])
+        cell[m], x_weight[m], y_weight[m] = lab[0, k], lab[1, k], lab[2, k]  # their L, a, b
+    for _ in range(12):  # color._bisect_chroma, every missed colour at once
+        for m in range(missed):
+            mid = (low[m] + high[m]) / 2
+            fits = _linear64(cell[m], x_weight[m] * mid, y_weight[m] * mid, white, matrix)[3]
+            low[m] = mid if fits else low[m]
+            high[m] = high[m] if fits else mid
+    for m in range(missed):
+        k = np.int64(order[m])
+        r, g, bl, _ = _linear64(cell[m], x_weight[m] * low[m], y_weight[m] * low[m], white, matrix)
+        rgb_out[0, k], rgb_out[1, k], rgb_out[2, k] = r, g, bl
 
 
 @_jit(parallel=True, cache=True)
@@ -127,9 +180,10 @@ def _compose_kernel(
 ):  # fmt: skip
     """out (H, W, 3) uint8 from lightness (H, W), the coarse grid's a and b (h, w) and the bilinear taps.
 
-    Each row in three loops that the compiler can vectorize (no call or branch but selects): linear
-    RGB and an out-of-gamut flag for every pixel, then the rare flagged pixels mapped into the
-    gamut, then the 8-bit look-up. The same operations in the same order as the reference.
+    Each row in loops that the compiler can vectorize (no call or branch but selects): linear RGB
+    and an out-of-gamut flag for every pixel; the flagged pixels gathered and mapped into the
+    gamut (:func:`_map_into_gamut`) and scattered back; the 8-bit look-up. The same operations in
+    the same order as the reference.
     """
     height, width = lightness.shape
     grid_h = grid_a.shape[0]
@@ -143,13 +197,15 @@ def _compose_kernel(
     m10, m11, m12 = matrix[1, 0], matrix[1, 1], matrix[1, 2]
     m20, m21, m22 = matrix[2, 0], matrix[2, 1], matrix[2, 2]
     for stripe in _prange(_STRIPES):  # rows stripe, stripe + _STRIPES, ...: each core gets every part of the photo
+        red, green, blue = np.empty(width, np.float32), np.empty(width, np.float32), np.empty(width, np.float32)
+        outside = np.empty(width, np.uint8)
+        index = np.empty(width, np.int64)
+        lab, work, mapped = np.empty((3, width)), np.empty((8, width)), np.empty((3, width))  # out-of-gamut pixels
         for i in range(stripe, height, _STRIPES):
             wy = y_weight[i]
             vy = _ONE - wy
             a_low, a_high, b_low, b_high = a_rows[y_low[i]], a_rows[y_high[i]], b_rows[y_low[i]], b_rows[y_high[i]]
             row = lightness[i]
-            red, green, blue = np.empty(width, np.float32), np.empty(width, np.float32), np.empty(width, np.float32)
-            outside = np.empty(width, np.uint8)
             for j in range(width):
                 a = a_low[j] * vy + a_high[j] * wy
                 b = b_low[j] * vy + b_high[j] * wy
@@ -165,13 +221,19 @@ def _compose_kernel(
                     (r < _LOW_LIMIT) | (r > _HIGH_LIMIT) | (g < _LOW_LIMIT) | (g > _HIGH_LIMIT)
                     | (bl < _LOW_LIMIT) | (bl > _HIGH_LIMIT)
                 )  # fmt: skip
-            rgb = np.empty(3)
+            count = 0
             for j in range(width):
                 if outside[j]:  # at constant L and hue, in float64 as the reference
-                    a = a_low[j] * vy + a_high[j] * wy
-                    b = b_low[j] * vy + b_high[j] * wy
-                    _in_gamut(np.float64(row[j]), np.float64(a), np.float64(b), boundary, white64, matrix64, rgb)
-                    red[j], green[j], blue[j] = np.float32(rgb[0]), np.float32(rgb[1]), np.float32(rgb[2])
+                    index[count] = j
+                    lab[0, count] = row[j]
+                    lab[1, count] = a_low[j] * vy + a_high[j] * wy
+                    lab[2, count] = b_low[j] * vy + b_high[j] * wy
+                    count += 1
+            if count:
+                _map_into_gamut(lab, count, boundary, white64, matrix64, work, mapped)
+                for k in range(count):
+                    j = index[k]
+                    red[j], green[j], blue[j] = mapped[0, k], mapped[1, k], mapped[2, k]  # rounded to float32
             pixels = out[i]
             for j in range(width):
                 pixels[j, 0] = table[np.int32(min(max(red[j], _ZERO), _ONE) * _STEPS + _HALF)]
@@ -224,6 +286,6 @@ def _run_kernel(lightness: np.ndarray, ab_grid: np.ndarray, out: np.ndarray) -> 
         _srgb8_of_linear_step(),
         D65_WHITE,
         RGB_FROM_XYZ,
-        _max_chroma_table(),
+        _max_chroma_table().ravel(),
         out,
     )

@@ -195,6 +195,28 @@ def request(url: str, data=None, method: str = "GET", headers: dict | None = Non
         return error.code, error.headers, error.read()
 
 
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:4:4"])
+def test_a_jpeg_encoded_in_bands_decodes_to_the_whole_photos_pixels(subsampling):
+    """serve/jpeg.py: bands of MCU rows encoded apart and joined by restart markers decode (Pillow's
+    own libjpeg) to exactly the pixels of the photo encoded in one piece, at sizes that are and are
+    not whole MCUs, with as many bands as will fit and with more MCUs than one restart interval can
+    count; EXIF and an ICC profile longer than one marker come back as given."""
+    from colorize_core.inference.photo import OUTPUT_MARKER, exif_with_marker
+    from colorize_core.serve.jpeg import encode_jpeg
+
+    photo = skimage_photo("astronaut")
+    icc_profile = bytes(range(256)) * 300  # 76,800 bytes: two APP2 markers
+    for width, height, bands in ((451, 300, 2), (1024, 768, 3), (33, 17, 5), (7, 100, 2), (4400, 4000, 2)):
+        pixels = np.asarray(Image.fromarray(photo).resize((width, height)))
+        whole = np.asarray(Image.open(io.BytesIO(encode_jpeg(pixels, 95, subsampling, bands=1))))
+        data = encode_jpeg(pixels, 95, subsampling, exif_with_marker(None), icc_profile, bands=bands)
+        joined = Image.open(io.BytesIO(data))
+        assert joined.size == (width, height) and b"\xff\xdd" in data  # a restart interval (DRI)
+        np.testing.assert_array_equal(np.asarray(joined), whole)
+        assert JpegImagePlugin.get_sampling(joined) == {"4:2:0": 2, "4:4:4": 0}[subsampling]
+        assert joined.info["icc_profile"] == icc_profile and joined.getexif()[0x0131] == OUTPUT_MARKER
+
+
 def test_the_api_colorizes_once_and_re_decodes_other_temperatures(served, forward_passes):
     url, server = served
     status, headers, body = request(f"{url}/colorize?T=0.7", GRAY_CAT_JPEG, "POST")

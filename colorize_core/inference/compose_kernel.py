@@ -35,6 +35,7 @@ from colorize_core.color import (
 )
 from colorize_core.constants import D65_WHITE, LAB_KAPPA, LAB_OFFSET, RGB_FROM_XYZ
 from colorize_core.inference.annealed_mean import _linear_taps, compose, compose_many
+from colorize_core.inference.bands import cores, run_in_bands
 
 try:
     import numba
@@ -50,12 +51,6 @@ def _jit(**options):
     """``numba.njit(**options)``; without Numba the plain function (never called: see compose_fast)."""
     return numba.njit(**options) if numba is not None else (lambda function: function)
 
-
-_prange = numba.prange if numba is not None else range
-#: The kernel's rows are dealt to the cores in this many interleaved stripes. Out-of-gamut pixels,
-#: 20 to 50 times dearer than the rest, cluster in the sky or on one object; contiguous blocks of
-#: rows (Numba's static schedule) left one core idle for up to half of the composition.
-_STRIPES = 64
 
 # The kernel and its helpers live at module level, their constants module globals (which Numba
 # freezes into the code): a closure's cells would change the key of Numba's on-disk cache in every
@@ -173,12 +168,25 @@ def _map_into_gamut(lab, count, boundary, white, matrix, work, rgb_out):
         rgb_out[0, k], rgb_out[1, k], rgb_out[2, k] = r, g, bl
 
 
-@_jit(parallel=True, cache=True)
+@_jit(nogil=True, cache=True)
+def _rows_along_x(grid, x_low, x_high, x_weight):
+    """The coarse grid (h, w) interpolated along x to the photo's width, (h, W): as _Upsampler."""
+    rows = np.empty((grid.shape[0], x_low.shape[0]), np.float32)
+    for r in range(grid.shape[0]):
+        for j in range(x_low.shape[0]):
+            rows[r, j] = grid[r, x_low[j]] * (_ONE - x_weight[j]) + grid[r, x_high[j]] * x_weight[j]
+    return rows
+
+
+@_jit(nogil=True, cache=True)
 def _compose_kernel(
-    lightness, grid_a, grid_b, x_low, x_high, x_weight, y_low, y_high, y_weight,
+    first_row, row_step, lightness, a_rows, b_rows, y_low, y_high, y_weight,
     white, matrix, table, white64, matrix64, boundary, out,
 ):  # fmt: skip
-    """out (H, W, 3) uint8 from lightness (H, W), the coarse grid's a and b (h, w) and the bilinear taps.
+    """Rows first_row, first_row + row_step, ... of out (H, W, 3) uint8, from lightness (H, W), the
+    coarse grid's a and b interpolated along x (h, W) and the taps along y. Each core takes every
+    row_step-th row: out-of-gamut pixels, several times dearer than the rest, cluster in the sky or
+    on one object, and contiguous halves left one core idle for up to half of the composition.
 
     Each row in loops that the compiler can vectorize (no call or branch but selects): linear RGB
     and an out-of-gamut flag for every pixel; the flagged pixels gathered and mapped into the
@@ -186,60 +194,51 @@ def _compose_kernel(
     the same order as the reference.
     """
     height, width = lightness.shape
-    grid_h = grid_a.shape[0]
-    a_rows = np.empty((grid_h, width), np.float32)  # the grid interpolated along x, as _Upsampler
-    b_rows = np.empty((grid_h, width), np.float32)
-    for r in range(grid_h):  # serial: a few dozen rows, cheaper than waking the cores for a second parallel loop
-        for j in range(width):
-            a_rows[r, j] = grid_a[r, x_low[j]] * (_ONE - x_weight[j]) + grid_a[r, x_high[j]] * x_weight[j]
-            b_rows[r, j] = grid_b[r, x_low[j]] * (_ONE - x_weight[j]) + grid_b[r, x_high[j]] * x_weight[j]
     m00, m01, m02 = matrix[0, 0], matrix[0, 1], matrix[0, 2]
     m10, m11, m12 = matrix[1, 0], matrix[1, 1], matrix[1, 2]
     m20, m21, m22 = matrix[2, 0], matrix[2, 1], matrix[2, 2]
-    for stripe in _prange(_STRIPES):  # rows stripe, stripe + _STRIPES, ...: each core gets every part of the photo
-        red, green, blue = np.empty(width, np.float32), np.empty(width, np.float32), np.empty(width, np.float32)
-        outside = np.empty(width, np.uint8)
-        index = np.empty(width, np.int64)
-        lab, work, mapped = np.empty((3, width)), np.empty((8, width)), np.empty((3, width))  # out-of-gamut pixels
-        for i in range(stripe, height, _STRIPES):
-            wy = y_weight[i]
-            vy = _ONE - wy
-            a_low, a_high, b_low, b_high = a_rows[y_low[i]], a_rows[y_high[i]], b_rows[y_low[i]], b_rows[y_high[i]]
-            row = lightness[i]
-            for j in range(width):
-                a = a_low[j] * vy + a_high[j] * wy
-                b = b_low[j] * vy + b_high[j] * wy
-                fy = (row[j] + _SIXTEEN) / _L_SCALE
-                y = _f_inverse(fy)
-                x = _f_inverse(fy + a / _A_SCALE) * white[0]
-                z = _f_inverse(fy - b / _B_SCALE) * white[2]
-                r = m00 * x + m01 * y + m02 * z
-                g = m10 * x + m11 * y + m12 * z
-                bl = m20 * x + m21 * y + m22 * z
-                red[j], green[j], blue[j] = r, g, bl
-                outside[j] = (
-                    (r < _LOW_LIMIT) | (r > _HIGH_LIMIT) | (g < _LOW_LIMIT) | (g > _HIGH_LIMIT)
-                    | (bl < _LOW_LIMIT) | (bl > _HIGH_LIMIT)
-                )  # fmt: skip
-            count = 0
-            for j in range(width):
-                if outside[j]:  # at constant L and hue, in float64 as the reference
-                    index[count] = j
-                    lab[0, count] = row[j]
-                    lab[1, count] = a_low[j] * vy + a_high[j] * wy
-                    lab[2, count] = b_low[j] * vy + b_high[j] * wy
-                    count += 1
-            if count:
-                _map_into_gamut(lab, count, boundary, white64, matrix64, work, mapped)
-                for k in range(count):
-                    j = index[k]
-                    red[j], green[j], blue[j] = mapped[0, k], mapped[1, k], mapped[2, k]  # rounded to float32
-            pixels = out[i]
-            for j in range(width):
-                pixels[j, 0] = table[np.int32(min(max(red[j], _ZERO), _ONE) * _STEPS + _HALF)]
-                pixels[j, 1] = table[np.int32(min(max(green[j], _ZERO), _ONE) * _STEPS + _HALF)]
-                pixels[j, 2] = table[np.int32(min(max(blue[j], _ZERO), _ONE) * _STEPS + _HALF)]
-    return out
+    red, green, blue = np.empty(width, np.float32), np.empty(width, np.float32), np.empty(width, np.float32)
+    outside = np.empty(width, np.uint8)
+    index = np.empty(width, np.int64)
+    lab, work, mapped = np.empty((3, width)), np.empty((8, width)), np.empty((3, width))  # out-of-gamut pixels
+    for i in range(first_row, height, row_step):
+        wy = y_weight[i]
+        vy = _ONE - wy
+        a_low, a_high, b_low, b_high = a_rows[y_low[i]], a_rows[y_high[i]], b_rows[y_low[i]], b_rows[y_high[i]]
+        row = lightness[i]
+        for j in range(width):
+            a = a_low[j] * vy + a_high[j] * wy
+            b = b_low[j] * vy + b_high[j] * wy
+            fy = (row[j] + _SIXTEEN) / _L_SCALE
+            y = _f_inverse(fy)
+            x = _f_inverse(fy + a / _A_SCALE) * white[0]
+            z = _f_inverse(fy - b / _B_SCALE) * white[2]
+            r = m00 * x + m01 * y + m02 * z
+            g = m10 * x + m11 * y + m12 * z
+            bl = m20 * x + m21 * y + m22 * z
+            red[j], green[j], blue[j] = r, g, bl
+            outside[j] = (
+                (r < _LOW_LIMIT) | (r > _HIGH_LIMIT) | (g < _LOW_LIMIT) | (g > _HIGH_LIMIT)
+                | (bl < _LOW_LIMIT) | (bl > _HIGH_LIMIT)
+            )  # fmt: skip
+        count = 0
+        for j in range(width):
+            if outside[j]:  # at constant L and hue, in float64 as the reference
+                index[count] = j
+                lab[0, count] = row[j]
+                lab[1, count] = a_low[j] * vy + a_high[j] * wy
+                lab[2, count] = b_low[j] * vy + b_high[j] * wy
+                count += 1
+        if count:
+            _map_into_gamut(lab, count, boundary, white64, matrix64, work, mapped)
+            for k in range(count):
+                j = index[k]
+                red[j], green[j], blue[j] = mapped[0, k], mapped[1, k], mapped[2, k]  # rounded to float32
+        pixels = out[i]
+        for j in range(width):
+            pixels[j, 0] = table[np.int32(min(max(red[j], _ZERO), _ONE) * _STEPS + _HALF)]
+            pixels[j, 1] = table[np.int32(min(max(green[j], _ZERO), _ONE) * _STEPS + _HALF)]
+            pixels[j, 2] = table[np.int32(min(max(blue[j], _ZERO), _ONE) * _STEPS + _HALF)]
 
 
 def warm_up() -> None:
@@ -259,27 +258,19 @@ def compose_many_fast(
 
 def compose_fast(lightness: np.ndarray, ab_grid: np.ndarray, threads: int | None = None) -> np.ndarray:
     """As :func:`annealed_mean.compose`: full-resolution L, (H, W), with a coarse ab grid,
-    (h, w, 2), into (H, W, 3) uint8 sRGB; on ``threads`` cores (None: all; the same pixels either way)."""
+    (h, w, 2), into (H, W, 3) uint8 sRGB; in bands on ``threads`` cores (None: all; the same pixels
+    either way)."""
     if not numba_available():
         return compose(lightness, ab_grid)
-    out = np.empty((*lightness.shape, 3), np.uint8)
-    previous = numba.get_num_threads()  # a setting of the calling thread alone
-    numba.set_num_threads(min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
-    try:
-        _run_kernel(lightness, ab_grid, out)
-    finally:
-        numba.set_num_threads(previous)
-    return out
-
-
-def _run_kernel(lightness: np.ndarray, ab_grid: np.ndarray, out: np.ndarray) -> None:
     height, width = lightness.shape
+    out = np.empty((height, width, 3), np.uint8)
     grid = ab_grid.astype(np.float32)  # (h, w, 2)
-    _compose_kernel(
+    x_taps = _linear_taps(width, grid.shape[1])  # the reference's taps (_Upsampler)
+    a_rows, b_rows = (_rows_along_x(np.ascontiguousarray(grid[..., c]), *x_taps) for c in (0, 1))
+    arguments = (
         np.ascontiguousarray(lightness, np.float32),
-        np.ascontiguousarray(grid[..., 0]),
-        np.ascontiguousarray(grid[..., 1]),
-        *_linear_taps(width, grid.shape[1]),  # the reference's taps (_Upsampler)
+        a_rows,
+        b_rows,
         *_linear_taps(height, grid.shape[0]),
         D65_WHITE.astype(np.float32),
         RGB_FROM_XYZ.astype(np.float32),
@@ -289,3 +280,6 @@ def _run_kernel(lightness: np.ndarray, ab_grid: np.ndarray, out: np.ndarray) -> 
         _max_chroma_table().ravel(),
         out,
     )
+    bands = min(threads or cores(), cores(), height)
+    run_in_bands(lambda band: _compose_kernel(band, bands, *arguments), bands)
+    return out

@@ -15,7 +15,8 @@ same photo posted again, is a re-decode without the network. Every refusal is a 
 
 JPEGs shown on the page carry their chroma at half resolution (4:2:0), which takes a third less
 time to encode: the colour comes from a prediction at a quarter of the resolution, so nothing of
-it is lost. Downloads are encoded as ``colorize photo`` writes them (4:4:4, quality 95).
+it is lost. They are encoded in bands on every core (:mod:`colorize_core.serve.jpeg`). Downloads
+are encoded as ``colorize photo`` writes them (Pillow, 4:4:4, quality 95).
 """
 
 from __future__ import annotations
@@ -44,8 +45,16 @@ from colorize_core.config import TEMPERATURE
 from colorize_core.constants import DEFAULT_CACHE_MIB, DEFAULT_CACHE_SECONDS, DEFAULT_MAX_PIXELS
 from colorize_core.images import ImageError
 from colorize_core.inference.colorizer import Colorizer
-from colorize_core.inference.photo import FORMATS, JPEG_SUBSAMPLING, MAX_STREAM_BYTES, encode
+from colorize_core.inference.photo import (
+    FORMATS,
+    JPEG_QUALITY,
+    JPEG_SUBSAMPLING,
+    MAX_STREAM_BYTES,
+    encode,
+    exif_with_marker,
+)
 from colorize_core.serve.cache import PredictionCache
+from colorize_core.serve.jpeg import encode_jpeg
 from colorize_core.serve.model_info import describe_model
 from colorize_core.serve.prediction import PREVIEW_SIDE, Prediction, predict, render, render_gray
 from colorize_core.serve.upload import UploadError, receive_upload
@@ -119,10 +128,17 @@ class Server:
 
     def encoded(self, rgb: np.ndarray, prediction: Prediction, output_format: str, download: bool = False) -> Response:
         """An image response: (H, W, 3) uint8 encoded as png or jpg with the upload's EXIF and ICC;
-        a JPEG for display with 4:2:0 chroma, one to download as ``colorize photo`` writes it."""
+        a JPEG for display with 4:2:0 chroma on every core (serve/jpeg.py), one to download as
+        ``colorize photo`` writes it."""
         pil_format, _ = FORMATS[output_format]
-        subsampling = JPEG_SUBSAMPLING if download else DISPLAY_JPEG_SUBSAMPLING
-        data = encode(Image.fromarray(rgb), pil_format, prediction.metadata, subsampling)
+        if pil_format == "JPEG" and not download:
+            exif, icc_profile = (
+                exif_with_marker(prediction.metadata.get("exif")),
+                prediction.metadata.get("icc_profile"),
+            )
+            data = encode_jpeg(rgb, JPEG_QUALITY, DISPLAY_JPEG_SUBSAMPLING, exif, icc_profile)
+        else:
+            data = encode(Image.fromarray(rgb), pil_format, prediction.metadata, JPEG_SUBSAMPLING)
         return Response(data, media_type=MEDIA_TYPES[pil_format])
 
     def colour(

@@ -21,8 +21,8 @@ from PIL import Image
 from colorize_core.color import lab_from_srgb
 from colorize_core.constants import GRAYSCALE_MAX_CHROMA, OUTPUT_STRIDE
 from colorize_core.images import is_gray_mode, load_pixels, open_image, to_rgb8
-from colorize_core.inference.compose_kernel import compose_fast
 from colorize_core.inference.colorizer import Colorizer, lightness_of, network_lightness
+from colorize_core.inference.compose_kernel import compose_fast
 from colorize_core.inference.photo import metadata_of
 
 #: Long side of the thumbnail on which an upload is checked for colour.

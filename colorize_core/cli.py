@@ -493,6 +493,7 @@ def serve(
     from colorize_core.serve.model_info import find_checkpoint
 
     path = find_checkpoint(checkpoint, Path.cwd())
+    Colorizer.load_kernel_in_background()  # loaded before the first upload needs it, not during it
     colorizer = Colorizer.from_checkpoint(path, device, size, compiled=True)  # every T change re-composes
     settings = ServeSettings(max_pixels=max_pixels, cache_bytes=cache_mib << 20, cache_seconds=cache_seconds)
     click.echo(f"colorize serve: {path} on http://{host}:{port}/ (Ctrl+C stops it)", err=True)

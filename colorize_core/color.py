@@ -158,6 +158,8 @@ def _bisect_chroma(lab: np.ndarray, low: np.ndarray, high: np.ndarray, iteration
 
 #: Resolution of the gamut-boundary table: L in steps of 1, hue in steps of 1°.
 _GAMUT_L_STEPS, _GAMUT_HUE_STEPS = 101, 360
+#: Bisection steps for the out-of-gamut colours that the table leaves outside (chroma to 1/4096).
+GAMUT_BISECTION_STEPS = 12
 
 
 @lru_cache(maxsize=1)
@@ -185,7 +187,7 @@ def _max_chroma(L: np.ndarray, hue: np.ndarray) -> np.ndarray:
     )
 
 
-def linear_from_lab_in_gamut(lab: np.ndarray, iterations: int = 12) -> np.ndarray:
+def linear_from_lab_in_gamut(lab: np.ndarray, iterations: int = GAMUT_BISECTION_STEPS) -> np.ndarray:
     """CIE Lab -> linear RGB in [0, 1], bringing out-of-gamut colours in at constant L and hue.
 
     A per-channel clip (as in :func:`srgb_from_lab`) changes the lightness of saturated colours;
@@ -219,7 +221,7 @@ def linear_from_lab_in_gamut(lab: np.ndarray, iterations: int = 12) -> np.ndarra
     return np.clip(linear, 0, 1)
 
 
-def srgb_from_lab_in_gamut(lab: np.ndarray, iterations: int = 12) -> np.ndarray:
+def srgb_from_lab_in_gamut(lab: np.ndarray, iterations: int = GAMUT_BISECTION_STEPS) -> np.ndarray:
     """CIE Lab -> sRGB in [0, 1] with the gamut mapping of :func:`linear_from_lab_in_gamut`."""
     return srgb_from_linear(linear_from_lab_in_gamut(lab, iterations))
 

@@ -29,6 +29,7 @@ from colorize_core.color import (
     _GAMUT_HUE_STEPS,
     _GAMUT_L_STEPS,
     _LINEAR_STEPS,
+    GAMUT_BISECTION_STEPS,
     GAMUT_TOLERANCE,
     _max_chroma_table,
     _srgb8_of_linear_step,
@@ -121,7 +122,7 @@ def _map_into_gamut(lab, count, boundary, white, matrix, work, rgb_out):
 
     lab (3, n): their L, a and b in its first ``count`` columns; work (8, n): scratch; rgb_out
     (3, n): their linear RGB in gamut. The chroma is scaled to the (L, hue) boundary table's
-    value × 0.999 and, where that still overshoots, bisected in 12 steps from [0, that scale].
+    value × 0.999 and, where that still overshoots, bisected from [0, that scale].
     Each loop does one kind of work, so that the arithmetic vectorizes apart from the table's
     gathers and the compaction.
     """
@@ -156,7 +157,7 @@ def _map_into_gamut(lab, count, boundary, white, matrix, work, rgb_out):
     for m in range(missed):
         k = np.int64(order[m])
         cell[m], x_weight[m], y_weight[m] = lab[0, k], lab[1, k], lab[2, k]  # their L, a, b
-    for _ in range(12):  # color._bisect_chroma, every missed colour at once
+    for _ in range(GAMUT_BISECTION_STEPS):  # color._bisect_chroma, every missed colour at once
         for m in range(missed):
             mid = (low[m] + high[m]) / 2
             fits = _linear64(cell[m], x_weight[m] * mid, y_weight[m] * mid, white, matrix)[3]

@@ -277,3 +277,18 @@ def test_the_kernel_gives_the_same_pixels_on_one_core_or_all():
     view = colorizer.view(Image.fromarray(skimage_photo("astronaut")))
     for grid in colorizer.ab_batch([view], [0.0, 0.7])[0]:  # T = 0: many gamut-mapped pixels
         np.testing.assert_array_equal(compose_fast(view.lightness, grid, 1), compose_fast(view.lightness, grid))
+
+
+def test_bands_run_in_order_and_in_a_forked_child():
+    """inference/bands.py: every band's result in band order; a child forked after the pool has
+    run still gets its bands done (its own pool, not the parent's threads, which a fork drops)."""
+    import multiprocessing
+
+    from colorize_core.inference.bands import run_in_bands
+
+    assert run_in_bands(lambda band: band * band, 5) == [0, 1, 4, 9, 16]
+    assert run_in_bands(lambda band: band + 1, 1) == [1]
+    child = multiprocessing.get_context("fork").Process(target=run_in_bands, args=(abs, 3))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0

@@ -26,8 +26,14 @@ def cores() -> int:
 
 
 @lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
+def _pool_of(pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(1, cores() - 1), thread_name_prefix="band")
+
+
+def _pool() -> ThreadPoolExecutor:
+    """This process's pool: a child forked after the pool started gets its own (threads do not
+    survive a fork, and the inherited pool would count its parent's as running)."""
+    return _pool_of(os.getpid())
 
 
 def run_in_bands(work: Callable[[int], Result], bands: int) -> list[Result]:

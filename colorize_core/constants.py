@@ -42,6 +42,10 @@ L_CENTER = 50.0
 L_SCALE = 100.0
 #: The network's output grid is this many times coarser than its input.
 OUTPUT_STRIDE = 4
+#: The network's view of a photo is at most this many times its short side long: a panorama
+#: longer than that is seen with a shorter short side (a 65,536×1 strip would otherwise become a
+#: 224 × 14.7-million-pixel view).
+MAX_VIEW_ASPECT = 16
 
 # --- Zhang et al. defaults -------------------------------------------------------------
 #: Annealed-mean temperature used when neither the parameters nor the checkpoint give one.

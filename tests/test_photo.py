@@ -63,7 +63,9 @@ def make_folder(folder: Path) -> dict[str, str]:
 
 def test_folder_of_every_kind(tmp_path, checkpoint):
     expected = make_folder(tmp_path / "in")
-    result = CliRunner().invoke(main, ["photo", str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main, ["photo", str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1  # something was skipped
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted(v for v in expected.values() if v != "skip")
@@ -97,9 +99,17 @@ def test_existing_outputs_are_kept_unless_overwrite(tmp_path, checkpoint):
 
 def test_several_temperatures_and_the_sheet(tmp_path, checkpoint):
     Image.fromarray(colourful_rgb(40, 50)).save(tmp_path / "a.png")
-    result = CliRunner().invoke(main, ["photo", str(tmp_path / "a.png"), "--checkpoint", str(checkpoint), "--T", "0,0.09,0.38", "--sheet"])
+    result = CliRunner().invoke(
+        main, ["photo", str(tmp_path / "a.png"), "--checkpoint", str(checkpoint), "--T", "0,0.09,0.38", "--sheet"]
+    )
     assert result.exit_code == 0, result.output
-    assert {p.name for p in tmp_path.iterdir()} == {"a.png", "a_color_T0.png", "a_color_T0.09.png", "a_color_T0.38.png", "a_color_sheet.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "a.png",
+        "a_color_T0.png",
+        "a_color_T0.09.png",
+        "a_color_T0.38.png",
+        "a_color_sheet.png",
+    }
     assert Image.open(tmp_path / "a_color_sheet.png").size[0] == 4 * 50  # input + 3 temperatures
 
 
@@ -202,6 +212,41 @@ def test_aspect_ratio_is_kept_and_inputs_padded_to_the_stride(tmp_path):
     np.testing.assert_array_equal(padded[72:], np.repeat(padded[71:72], 24, axis=0))  # edge padding
 
 
+def test_a_long_strip_gets_a_bounded_view_and_is_colorized_at_full_size(tmp_path):
+    """A 60,000×2 strip (120,000 pixels, under any pixel cap) would be a 224 × 6.7-million-pixel
+    view at the bundled model's short side; the view is capped at MAX_VIEW_ASPECT : 1 instead,
+    and the whole strip comes back at its own size. Photos within the cap keep their short side.
+    One wider than a JPEG can hold is skipped, named, when JPEG is asked for."""
+    from colorize_core.constants import MAX_VIEW_ASPECT
+    from colorize_core.inference.colorizer import network_shape
+
+    assert network_shape(1024, 768, 224) == (224, 300) and network_shape(3584, 224, 224) == (224, 3584)
+    assert network_shape(60_000, 2, 224) == (4, MAX_VIEW_ASPECT * 224)
+    strip = np.repeat(colourful_rgb(2, 600), 100, axis=1)  # (2, 60000, 3)
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    result = CliRunner().invoke(main, ["photo", str(tmp_path / "strip.png"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out" / "strip_color.png").size == (60_000, 2)
+    Image.fromarray(np.repeat(colourful_rgb(2, 660), 100, axis=1)).save(tmp_path / "wide.png")  # 66,000 wide
+    result = CliRunner().invoke(
+        main,
+        [
+            "photo",
+            str(tmp_path / "wide.png"),
+            str(tmp_path / "strip.png"),
+            "--format",
+            "jpg",
+            "--out",
+            str(tmp_path / "jpg"),
+        ],
+    )
+    assert (
+        "skipped" in result.output
+        and "wide.png: 66000x2, more than a JPEG holds (65,500 pixels a side)" in result.output
+    )
+    assert [p.name for p in (tmp_path / "jpg").iterdir()] == ["strip_color.jpg"]  # the rest of the run goes on
+
+
 def test_command_line_version_order_and_temperature_spellings(tmp_path, checkpoint):
     from importlib.metadata import version
 
@@ -211,7 +256,9 @@ def test_command_line_version_order_and_temperature_spellings(tmp_path, checkpoi
     assert listed[0] == "photo" and listed.index("sample") < listed.index("train") < listed.index("evaluate")
     Image.fromarray(colourful_rgb()).save(tmp_path / "a.png")
     for spelling in ("-t", "--temperature", "--T"):
-        result = runner.invoke(main, ["photo", str(tmp_path / "a.png"), "--checkpoint", str(checkpoint), spelling, "0.2,1", "--overwrite"])
+        result = runner.invoke(
+            main, ["photo", str(tmp_path / "a.png"), "--checkpoint", str(checkpoint), spelling, "0.2,1", "--overwrite"]
+        )
         assert result.exit_code == 0, (spelling, result.output)
         assert {p.name for p in tmp_path.glob("a_color*.png")} == {"a_color_T0.2.png", "a_color_T1.png"}
         for path in tmp_path.glob("a_color*.png"):

@@ -297,6 +297,19 @@ def test_bad_uploads_get_a_4xx_with_a_one_line_reason(served, forward_passes, ki
     assert forward_passes[0] == 0  # never reaches the network
 
 
+def test_a_strip_too_long_for_a_jpeg_is_refused_as_jpeg_and_served_as_png(served, forward_passes):
+    """A 66,000×2 strip (within the pixel cap) is colorized once; asked for as a JPEG, which holds
+    at most 65,500 pixels a side, it gets a 422 that says to ask for PNG, and the PNG comes back."""
+    url, server = served
+    buffer = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (2, 258))[:, :66_000]).save(buffer, "PNG")
+    status, headers, body = request(f"{url}/colorize?format=jpg", buffer.getvalue(), "POST")
+    assert status == 422 and "at most 65,500 pixels a side" in json.loads(body)["detail"]
+    status, headers, body = request(f"{url}/colorize?format=png", buffer.getvalue(), "POST")
+    assert status == 200 and Image.open(io.BytesIO(body)).size == (66_000, 2)
+    assert forward_passes[0] == 1  # the second POST re-used the first one's network pass
+
+
 def test_uploads_over_the_byte_cap_are_refused_while_they_stream(served, forward_passes):
     url, server = served
     # a Content-Length over the cap: refused before a byte of the body is read

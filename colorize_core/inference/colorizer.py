@@ -26,7 +26,7 @@ from PIL import Image
 
 from colorize_core.checkpoint import Checkpoint, load_checkpoint
 from colorize_core.color import lightness_from_gray, lightness_from_srgb8
-from colorize_core.constants import DEFAULT_TEMPERATURE, OUTPUT_STRIDE
+from colorize_core.constants import DEFAULT_TEMPERATURE, MAX_VIEW_ASPECT, OUTPUT_STRIDE
 from colorize_core.device import resolve_device
 from colorize_core.images import gray_array, is_gray_mode, to_rgb8
 from colorize_core.inference.annealed_mean import STRIP_PIXELS, ab_from_log_probs, compose_many
@@ -80,8 +80,10 @@ def lightness_of(image: Image.Image, strip_pixels: int = STRIP_PIXELS) -> np.nda
 
 def network_shape(width: int, height: int, size: int) -> tuple[int, int]:
     """(h, w) the network sees: the short side ``size``, the aspect ratio kept, each side rounded to
-    a multiple of the output stride (so the ab grid covers the image exactly)."""
-    scale = size / min(width, height)
+    a multiple of the output stride (so the ab grid covers the image exactly); for a photo longer
+    than MAX_VIEW_ASPECT : 1, the long side MAX_VIEW_ASPECT × ``size`` instead, so that no shape
+    makes the view larger than that."""
+    scale = min(size / min(width, height), MAX_VIEW_ASPECT * size / max(width, height))
     return tuple(max(OUTPUT_STRIDE, round(side * scale / OUTPUT_STRIDE) * OUTPUT_STRIDE) for side in (height, width))
 
 

@@ -47,6 +47,8 @@ ICC_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP"}
 SHEET_HEIGHT = 512
 #: JPEG outputs: full-resolution chroma at quality 95 (``encode``'s default).
 JPEG_SUBSAMPLING, JPEG_QUALITY = "4:4:4", 95
+#: libjpeg's limit on either side of a JPEG (JPEG_MAX_DIMENSION), Pillow's and simplejpeg's alike.
+JPEG_MAX_SIDE = 65_500
 #: Written into every output (PNG text / EXIF Software tag), so that a re-run over the same folder
 #: recognises its own outputs and leaves them alone.
 OUTPUT_MARKER = "colorize (github: colorize_core)"
@@ -293,6 +295,11 @@ def colorize_files(
                         advance()
                         continue
                     pil_format, extension = output_extension(image.format, options.format)
+                    if pil_format == "JPEG" and max(image.size) > JPEG_MAX_SIDE:
+                        raise ImageError(
+                            f"{source}: {image.width}x{image.height}, more than a JPEG holds ({JPEG_MAX_SIDE:,} "
+                            "pixels a side); --format png writes it"
+                        )
                 job = plan_job(source, base, options, extension)
             except ImageError as error:
                 record(index, "skipped", (str(source), str(error).removeprefix(f"{source}: ")))

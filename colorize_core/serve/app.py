@@ -47,6 +47,7 @@ from colorize_core.images import ImageError
 from colorize_core.inference.colorizer import Colorizer
 from colorize_core.inference.photo import (
     FORMATS,
+    JPEG_MAX_SIDE,
     JPEG_QUALITY,
     JPEG_SUBSAMPLING,
     MAX_STREAM_BYTES,
@@ -131,6 +132,12 @@ class Server:
         a JPEG for display with 4:2:0 chroma on every core (serve/jpeg.py), one to download as
         ``colorize photo`` writes it."""
         pil_format, _ = FORMATS[output_format]
+        if pil_format == "JPEG" and max(rgb.shape[:2]) > JPEG_MAX_SIDE:
+            height, width = rgb.shape[:2]
+            raise Refusal(
+                422,
+                f"a JPEG holds at most {JPEG_MAX_SIDE:,} pixels a side, this image is {width}x{height}; ask for format=png",
+            )
         if pil_format == "JPEG" and not download:
             exif, icc_profile = (
                 exif_with_marker(prediction.metadata.get("exif")),

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from colorize_core.device import available_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED = ROOT.parent / "shared" / "data"
@@ -54,7 +56,7 @@ def machine() -> dict:
 
     return {
         "cpu": platform.processor() or platform.machine(),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": available_cores(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,

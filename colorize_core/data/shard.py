@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +38,7 @@ from colorize_core.data.shard_format import (
     npy_bytes,
     write_tar,
 )
+from colorize_core.device import available_cores
 from colorize_core.images import GRAY_MODES, ImageError, load_rgb8
 from colorize_core.io import atomic_write_csv, atomic_write_json, file_sha256, remove_stale_temporaries
 from colorize_core.progress import progress
@@ -194,9 +194,7 @@ def _write_shard_in_worker(job: ShardJob) -> list[dict]:
 
 def resolve_workers(workers: int) -> int:
     """0 means one worker per CPU core available to this process."""
-    if workers > 0:
-        return workers
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return workers if workers > 0 else available_cores()
 
 
 def fingerprint(records: list[Record], params: ShardParams) -> str:

@@ -17,17 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import TypeVar
 
+from colorize_core.device import available_cores
+
 Result = TypeVar("Result")
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)
 def _pool_of(pid: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max(1, cores() - 1), thread_name_prefix="band")
+    return ThreadPoolExecutor(max(1, available_cores() - 1), thread_name_prefix="band")
 
 
 def _pool() -> ThreadPoolExecutor:

@@ -35,8 +35,9 @@ from colorize_core.color import (
     _srgb8_of_linear_step,
 )
 from colorize_core.constants import D65_WHITE, LAB_KAPPA, LAB_OFFSET, RGB_FROM_XYZ
+from colorize_core.device import available_cores
 from colorize_core.inference.annealed_mean import _linear_taps, compose, compose_many
-from colorize_core.inference.bands import cores, run_in_bands
+from colorize_core.inference.bands import run_in_bands
 
 try:
     import numba
@@ -154,18 +155,19 @@ def _map_into_gamut(lab, count, boundary, white, matrix, work, rgb_out):
         if not inside[k]:
             order[missed], low[missed], high[missed] = k, 0.0, scale[k]
             missed += 1
+    missed_L, missed_a, missed_b = work[0], work[1], work[2]  # the table's rows are no longer needed
     for m in range(missed):
         k = np.int64(order[m])
-        cell[m], x_weight[m], y_weight[m] = lab[0, k], lab[1, k], lab[2, k]  # their L, a, b
+        missed_L[m], missed_a[m], missed_b[m] = lab[0, k], lab[1, k], lab[2, k]
     for _ in range(GAMUT_BISECTION_STEPS):  # color._bisect_chroma, every missed colour at once
         for m in range(missed):
             mid = (low[m] + high[m]) / 2
-            fits = _linear64(cell[m], x_weight[m] * mid, y_weight[m] * mid, white, matrix)[3]
+            fits = _linear64(missed_L[m], missed_a[m] * mid, missed_b[m] * mid, white, matrix)[3]
             low[m] = mid if fits else low[m]
             high[m] = high[m] if fits else mid
     for m in range(missed):
         k = np.int64(order[m])
-        r, g, bl, _ = _linear64(cell[m], x_weight[m] * low[m], y_weight[m] * low[m], white, matrix)
+        r, g, bl, _ = _linear64(missed_L[m], missed_a[m] * low[m], missed_b[m] * low[m], white, matrix)
         rgb_out[0, k], rgb_out[1, k], rgb_out[2, k] = r, g, bl
 
 
@@ -281,6 +283,6 @@ def compose_fast(lightness: np.ndarray, ab_grid: np.ndarray, threads: int | None
         _max_chroma_table().ravel(),
         out,
     )
-    bands = min(threads or cores(), cores(), height)
+    bands = min(threads or available_cores(), available_cores(), height)
     run_in_bands(lambda band: _compose_kernel(band, bands, *arguments), bands)
     return out

@@ -139,11 +139,10 @@ class Server:
                 f"a JPEG holds at most {JPEG_MAX_SIDE:,} pixels a side, this image is {width}x{height}; ask for format=png",
             )
         if pil_format == "JPEG" and not download:
-            exif, icc_profile = (
-                exif_with_marker(prediction.metadata.get("exif")),
-                prediction.metadata.get("icc_profile"),
+            exif = exif_with_marker(prediction.metadata.get("exif"))
+            data = encode_jpeg(
+                rgb, JPEG_QUALITY, DISPLAY_JPEG_SUBSAMPLING, exif, prediction.metadata.get("icc_profile")
             )
-            data = encode_jpeg(rgb, JPEG_QUALITY, DISPLAY_JPEG_SUBSAMPLING, exif, icc_profile)
         else:
             data = encode(Image.fromarray(rgb), pil_format, prediction.metadata, JPEG_SUBSAMPLING)
         return Response(data, media_type=MEDIA_TYPES[pil_format])

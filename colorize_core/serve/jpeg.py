@@ -5,10 +5,9 @@ the page (about 1.9 ms for a 1024×768 photo). simplejpeg (libjpeg-turbo) releas
 photo is cut into one band per core, each a whole number of MCU rows, encoded at once
 (:mod:`colorize_core.inference.bands`) and joined into one baseline JPEG: the first band's
 headers with the full height, a restart interval of one band's MCUs (DRI), and the bands'
-entropy-coded data separated by RST markers. A decoder
-resets its DC predictions at each marker, as each band's encoder started from zero, and every
-band saw only its own MCUs, so the joined file decodes to exactly the pixels of the whole photo
-encoded at once (tests/test_serve.py).
+entropy-coded data separated by RST markers. A decoder resets its DC predictions at each marker,
+as each band's encoder started from zero, and every band saw only its own MCUs, so the joined
+file decodes to exactly the pixels of the whole photo encoded at once (tests/test_serve.py).
 """
 
 from __future__ import annotations
@@ -18,7 +17,8 @@ import struct
 import numpy as np
 import simplejpeg
 
-from colorize_core.inference.bands import cores, run_in_bands
+from colorize_core.device import available_cores
+from colorize_core.inference.bands import run_in_bands
 
 #: Pillow's subsampling names -> simplejpeg's, with the MCU's height in pixels.
 SUBSAMPLING = {"4:4:4": ("444", 8), "4:2:0": ("420", 16)}
@@ -38,18 +38,17 @@ def encode_jpeg(
     icc_profile: bytes | None = None,
     bands: int | None = None,
 ) -> bytes:
-    """A baseline JPEG of (H, W, 3) RGB or (H, W, 4) RGBX uint8 pixels, in ``bands`` bands encoded
-    at once (None: one per core; 1: as simplejpeg alone writes it).
+    """A baseline JPEG of (H, W, 3) uint8 RGB pixels, in ``bands`` bands encoded at once (None: one
+    per core; 1: as simplejpeg alone writes it).
 
     ``subsampling`` is Pillow's name ("4:4:4", "4:2:0"); ``exif`` (starting with ``Exif\\0\\0``, as
     ``Image.Exif.tobytes`` gives) and ``icc_profile`` go into APP1 and APP2 markers as Pillow
     writes them.
     """
-    height, width, channels = pixels.shape
-    colorspace = {3: "RGB", 4: "RGBX"}[channels]
+    height, width, _ = pixels.shape
     chroma, mcu = SUBSAMPLING[subsampling]
     mcu_rows, mcus_per_row = -(-height // mcu), -(-width // mcu)
-    bands = min(bands or cores(), mcu_rows)
+    bands = min(bands or available_cores(), mcu_rows)
     rows_per_band = -(-mcu_rows // bands)  # MCU rows; the last band may have fewer
     if rows_per_band * mcus_per_row > MAX_RESTART_INTERVAL:
         rows_per_band = max(1, MAX_RESTART_INTERVAL // mcus_per_row)
@@ -57,7 +56,7 @@ def encode_jpeg(
     tops = range(0, height, band_height)
     pixels = np.ascontiguousarray(pixels)
     parts = run_in_bands(
-        lambda band: simplejpeg.encode_jpeg(pixels[tops[band] : tops[band] + band_height], quality, colorspace, chroma),
+        lambda band: simplejpeg.encode_jpeg(pixels[tops[band] : tops[band] + band_height], quality, "RGB", chroma),
         len(tops),
     )
     headers, first_scan = _split(parts[0])

@@ -1,6 +1,6 @@
 """`colorize photo` on a folder: throughput against the network alone, and peak memory.
 
-    python benchmarks/bench_folder.py [--photos 200] [--batch-size 1] [--repeat 3]
+    python benchmarks/bench_folder.py [--photos 200] [--batch-size 1] [--repeat 3] [--device cpu]
 
 The folder: ``--photos`` photos of mixed sizes from ``../shared/data/imagenet-sample/train`` (every
 fourth of the sorted 800, linked into a temporary folder, never copied), colorized by the bundled
@@ -17,6 +17,10 @@ the photos, measured first (a child's peak RSS counts its parent's at the fork):
 bounded, the longer folder must not need more (within 10 %).
 
 Targets: the folder runs at >= 0.8 of the network's own throughput; peak memory flat.
+
+On a GPU (``--device cuda``, results in ``results/folder_cuda.json``), the same figures with the
+GPU's busy fraction (NVML's utilization, sampled every 50 ms) during the folder and during the
+network alone; the network then runs as one stream.
 """
 
 from __future__ import annotations
@@ -33,27 +37,25 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import ROOT, SHARED, check, interleaved_medians, peak_rss_of, report  # noqa: E402
+from common import ROOT, GpuBusy, check, folder_photos, interleaved_medians, peak_rss_of, report  # noqa: E402
 
 SMALL_FOLDER = 50  # photos in the folder whose peak memory the full one's is compared with
 
 
 def photo_folder(folder: Path, count: int) -> Path:
     """``count`` imagenet-sample photos (every fourth, mixed sizes) as links in a new folder."""
-    sources = sorted((SHARED / "imagenet-sample" / "train").glob("*/*.JPEG"))[::4][:count]
-    if len(sources) < count:
-        raise SystemExit(f"{SHARED / 'imagenet-sample' / 'train'}: {len(sources)} photos, {count} asked for")
+    sources = folder_photos(count)
     folder.mkdir(parents=True)
     for i, source in enumerate(sources):
         (folder / f"{i:04d}_{source.name}").symlink_to(source)
     return folder
 
 
-def command_peak_mib(folder: Path, out: Path, batch_size: int) -> float:
+def command_peak_mib(folder: Path, out: Path, batch_size: int, device: str) -> float:
     """Peak RSS of `colorize photo FOLDER` (bundled model) in a new process."""
     command = [sys.executable, "-m", "colorize_core.cli", "photo", str(folder), "--out", str(out), "--overwrite",
-               "--batch-size", str(batch_size)]  # fmt: skip
-    env = {"TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
+               "--batch-size", str(batch_size), "--device", device]  # fmt: skip
+    env = {"TQDM_DISABLE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return peak_rss_of(command, env)[0]
 
 
@@ -62,18 +64,20 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     m: dict = {"load_average_1min_at_start": round(os.getloadavg()[0], 2), "photos": args.photos}
     m["batch_size"] = args.batch_size
+    m["device"] = args.device
     work = Path(tempfile.mkdtemp(prefix="bench-folder-"))
     try:
         folder = photo_folder(work / "photos", args.photos)
         small = photo_folder(work / "small", min(SMALL_FOLDER, args.photos))
         m[f"peak_rss_{small.name}_{len(list(small.iterdir()))}_photos_mib"] = small_peak = command_peak_mib(
-            small, work / "out_small", args.batch_size
+            small, work / "out_small", args.batch_size, args.device
         )
         m[f"peak_rss_{args.photos}_photos_mib"] = full_peak = command_peak_mib(
-            folder, work / "out_full", args.batch_size
+            folder, work / "out_full", args.batch_size, args.device
         )
         m["peak_rss_full_over_small"] = full_peak / small_peak
 
@@ -82,7 +86,7 @@ def main() -> None:
         from colorize_core.inference.photo import PhotoOptions, colorize_files
         from colorize_core.inference.pipeline import Batcher, PipelineSizes, network_streams, stream_setup
 
-        colorizer = Colorizer.pretrained("cpu")
+        colorizer = Colorizer.pretrained(args.device)
         sizes = PipelineSizes(batch_size=args.batch_size)
         views = []
         for path in sorted(folder.iterdir()):
@@ -94,18 +98,24 @@ def main() -> None:
         del views
         options = PhotoOptions([colorizer.default_T], out_dir=work / "out", overwrite=True, batch_size=args.batch_size)
 
-        def network_only() -> None:
-            for stack in stacks:
-                colorizer.log_probs(stack)
+        busy: dict[str, list[float]] = {"network": [], "folder": []}
 
-        streams = network_streams("cpu", len(stacks))
+        def network_only() -> None:
+            with GpuBusy() as gpu:
+                for stack in stacks:
+                    colorizer.log_probs(stack)
+            busy["network"].append(gpu.fraction)
+
+        streams = network_streams(args.device, len(stacks))
         stream_pool = ThreadPoolExecutor(streams, "infer", initializer=stream_setup(streams))
 
         def network_streamed() -> None:  # as the folder's pipeline runs it: `streams` batches at once
             list(stream_pool.map(colorizer.log_probs, stacks))
 
         def whole_folder() -> None:
-            summary = colorize_files([folder], colorizer, options)
+            with GpuBusy() as gpu:
+                summary = colorize_files([folder], colorizer, options)
+            busy["folder"].append(gpu.fraction)
             if len(summary.done) != args.photos:
                 raise RuntimeError(f"colorized {len(summary.done)} of {args.photos}: {summary.report()}")
 
@@ -122,6 +132,10 @@ def main() -> None:
         m["network_only_streamed_photos_per_s"] = args.photos / times["network_streams"]
         m["folder_photos_per_s"] = args.photos / times["folder"]
         m["folder_over_network_throughput"] = min(times["network"], times["network_streams"]) / times["folder"]
+        if args.device == "cuda":
+            for name, fractions in busy.items():
+                known = [f for f in fractions if f is not None]
+                m[f"gpu_busy_fraction_{name}"] = sorted(known)[len(known) // 2] if known else "not readable (no NVML)"
         m["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
         checks = [
             check(
@@ -138,7 +152,7 @@ def main() -> None:
         ]
     finally:
         shutil.rmtree(work)
-    report("folder", m, checks)
+    report("folder" if args.device == "cpu" else f"folder_{args.device}", m, checks)
 
 
 if __name__ == "__main__":

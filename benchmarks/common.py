@@ -13,6 +13,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,22 @@ from colorize_core.device import available_cores
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED = ROOT.parent / "shared" / "data"
+#: Names a folder (``<synset>/<photo>.JPEG``) holding exactly the photos of :func:`folder_photos`:
+#: a GPU machine's copy, where the shared data are not (benchmarks/gpu_throughput.sh).
+PHOTOS_ENV = "COLORIZE_BENCH_PHOTOS"
+
+
+def folder_photos(count: int = 200) -> list[Path]:
+    """``count`` photos of mixed sizes: every fourth of imagenet-sample's sorted 800 (or, with
+    :data:`PHOTOS_ENV` set, every photo of the folder it names, sorted)."""
+    if os.environ.get(PHOTOS_ENV):
+        root, photos = Path(os.environ[PHOTOS_ENV]), sorted(Path(os.environ[PHOTOS_ENV]).glob("*/*.JPEG"))
+    else:
+        root = SHARED / "imagenet-sample" / "train"
+        photos = sorted(root.glob("*/*.JPEG"))[::4]
+    if len(photos) < count:
+        raise SystemExit(f"{root}: {len(photos)} photos, {count} asked for")
+    return photos[:count]
 
 
 def median_seconds(run: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
@@ -96,3 +113,42 @@ def report(benchmark: str, measurements: dict, checks: list[dict]) -> None:
     result = {"benchmark": benchmark, "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
               "measurements": measurements, "checks": checks, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     (RESULTS / f"{benchmark}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+class GpuBusy:
+    """The GPU's busy fraction while the block runs: NVML's utilization (the share of time a kernel
+    was running, as nvidia-smi shows it) sampled every ``interval`` seconds in a thread; None
+    where NVML cannot be read.
+
+        with GpuBusy() as busy:
+            work()
+        busy.fraction
+    """
+
+    def __init__(self, interval: float = 0.05):
+        self.interval, self.samples, self.fraction = interval, [], None
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        import torch
+
+        while not self._stop.wait(self.interval):
+            self.samples.append(torch.cuda.utilization())
+
+    def __enter__(self) -> "GpuBusy":
+        import torch
+
+        try:
+            torch.cuda.utilization()
+        except Exception:  # no NVML (pynvml) or no GPU: nothing to sample
+            self._thread = None
+            return self
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.fraction = sum(self.samples) / len(self.samples) / 100 if self.samples else None

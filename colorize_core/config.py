@@ -188,6 +188,7 @@ class TrainParams:
     trainable_encoder_stages: int = 0  # ... and the encoder's last N of 7 stages (low resolution: cheap)
     encoder_lr_factor: float = 0.1  # the encoder's learning rate is lr times this (its weights are pretrained)
     flip: bool = False  # mirror a random half of the training images (augmentation)
+    data_on_device: bool = False  # hold the decoded samples in the device's memory (no loader after the first read)
     resume: bool = True  # continue a state saved with the same settings; false: always start afresh
 
     def validate(self, key: str) -> None:

@@ -1,4 +1,5 @@
-"""Where a stage or the Python API runs: ``auto``, ``cpu`` or ``cuda``, and how many CPU cores."""
+"""Where a stage or the Python API runs: ``auto``, ``cpu`` or ``cuda``, how many CPU cores, and how
+much memory is free there."""
 
 from __future__ import annotations
 
@@ -27,3 +28,17 @@ def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     if choice in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory free on ``device``: the GPU's (as CUDA reports it) or the machine's available RAM."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:  # Linux: what can be had without swapping (free pages and the reclaimable page cache)
+        with open("/proc/meminfo") as meminfo:
+            available = next(line for line in meminfo if line.startswith("MemAvailable:"))
+        return int(available.split()[1]) * 1024
+    except (OSError, StopIteration):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -294,3 +294,76 @@ def test_train_resume_false_starts_afresh(tiny_data, tmp_path, caplog):
     result = CliRunner().invoke(main, ["train", *train_command(tiny_data, tmp_path, params)])
     assert result.exit_code == 0, result.output
     assert "starting afresh (train.resume: false" in caplog.text and "resuming" not in caplog.text
+
+
+# --- samples held on the device (train.data_on_device) ------------------------------------------
+
+
+def held_train_samples(data: Path):
+    from colorize_core.data.shard_format import read_index, shard_urls
+    from colorize_core.train.data import SamplesOnDevice
+
+    count = read_index(data / "shards")["splits"]["train"]["samples"]
+    return SamplesOnDevice.load(shard_urls(data / "shards", "train"), count, 32, torch.device("cpu"), "train")
+
+
+def test_samples_on_device_are_the_shards_samples_exactly(tiny_data):
+    from colorize_core.data.shard_format import CELL_KEY, LIGHTNESS_KEY, read_samples, shard_urls
+
+    held = held_train_samples(tiny_data)
+    samples = list(read_samples(shard_urls(tiny_data / "shards", "train")))  # the tar members, decoded by NumPy
+    assert len(held) == len(samples) == 8
+    for i, sample in enumerate(samples):
+        assert np.array_equal(held.lightness[i, 0].numpy(), sample[LIGHTNESS_KEY])  # float16, bit for bit
+        assert np.array_equal(held.cells[i].numpy(), sample[CELL_KEY][::4, ::4])
+
+
+def test_batches_on_device_are_a_seeded_permutation_with_a_mirrored_half(tiny_data):
+    from colorize_core.train.data import batches_on_device
+
+    held = held_train_samples(tiny_data)
+    plain = [held.lightness[i].float() for i in range(len(held))]
+
+    def epoch(epoch: int, **kwargs) -> list:
+        return list(batches_on_device(held, 3, seed=0, epoch=epoch, flip=True, **kwargs))
+
+    def sources(batches: list) -> list[tuple[int, bool]]:
+        """Each batch row as (the held sample it is, mirrored?), found by comparing pixels."""
+        found = []
+        for lightness, cells in batches:
+            assert lightness.dtype == torch.float32 and cells.dtype == torch.int64 and len(lightness) <= 3
+            for row_l, row_c in zip(lightness, cells):
+                (match,) = [(i, m) for i in range(len(held)) for m in (False, True)
+                            if torch.equal(row_l, plain[i].flip(-1) if m else plain[i])]  # fmt: skip
+                expected_c = held.cells[match[0]].long()
+                assert torch.equal(row_c, expected_c.flip(-1) if match[1] else expected_c)
+                found.append(match)
+        return found
+
+    first = sources(epoch(0))
+    assert sorted(i for i, _ in first) == list(range(8))  # every sample once
+    assert 0 < sum(m for _, m in first) < 8
+    assert sources(epoch(0)) == first  # seeded by (seed, epoch) alone
+    assert sources(epoch(1)) != first
+    ranks = [sources(epoch(0, rank=r, world_size=2, steps=3)) for r in (0, 1)]
+    assert [len(r) for r in ranks] == [7, 7]  # each rank's 4 samples in batches of 3 and 1, then 3 again
+    assert sorted(i for r in ranks for i, _ in r[:4]) == list(range(8))
+    assert all(r[4:] == r[:3] for r in ranks)
+    unshuffled = sources(list(batches_on_device(held, 3, seed=0, epoch=0, shuffle=False)))
+    assert unshuffled == [(i, False) for i in range(8)]
+
+
+def test_too_many_samples_for_the_device_stop_with_one_line(tiny_data, monkeypatch):
+    import colorize_core.train.data as data
+
+    monkeypatch.setattr(data, "free_memory_bytes", lambda device: 1000)
+    with pytest.raises(ValueError, match=r"^train\.data_on_device: the 8 train samples need .* set train\.data_on_device: false"):
+        held_train_samples(tiny_data)
+
+
+def test_training_with_data_on_device_is_deterministic_and_learns(tiny_data, tmp_path):
+    params = TrainParams(**{**to_dict(TINY), "data_on_device": True, "flip": True, "epochs": 4})
+    a = train(tiny_data, tmp_path / "a", params, resume="never")
+    b = train(tiny_data, tmp_path / "b", params, resume="never")
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+    assert a.history[-1]["train_loss"] < a.history[0]["train_loss"]

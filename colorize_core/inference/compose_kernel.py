@@ -245,8 +245,11 @@ def _compose_kernel(
 
 
 def warm_up() -> None:
-    """Load the kernel now (from Numba's disk cache, or compile it), not at its first real use."""
-    compose_fast(np.zeros((2, 2), np.float32), np.zeros((1, 1, 2), np.float32))
+    """Load the kernel now (from Numba's disk cache, or compile it), not at its first real use.
+
+    In the calling thread alone (``threads=1``): a background load may still run while the
+    interpreter exits, when the band pool takes no more work."""
+    compose_fast(np.zeros((2, 2), np.float32), np.zeros((1, 1, 2), np.float32), threads=1)
 
 
 def compose_many_fast(

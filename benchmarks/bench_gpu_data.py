@@ -129,34 +129,38 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-data-"))
     m: dict = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", "size": SIZE}
     try:
+        def note(**values) -> None:  # kept, and printed as it comes (a GPU machine's call may be cut short)
+            m.update(values)
+            print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()), flush=True)
+
         start = time.perf_counter()
         build_shards(work, args.copies)
-        m["shards_and_bins_s"] = time.perf_counter() - start
+        note(shards_and_bins_s=time.perf_counter() - start)
 
         def trainer(**changes) -> Trainer:
             params = replace(RECIPE, loader_workers=args.workers, device=args.device, **changes)
             return Trainer(params, work / "shards", work / "bins.json", runtime)
 
-        loading = trainer()
-        m["train_samples"] = loading.train_samples
-        m["loader_workers"] = args.workers
-        m["step_alone_img_s_batch64"] = step_alone(loading, 64, args.repeat)
-        m[f"step_alone_img_s_batch{args.large_batch}"] = step_alone(loading, args.large_batch, args.repeat)
-        m["loader_alone_img_s"] = loader_alone(loading, args.seconds)
-        m["epoch_loader_img_s"], m["epoch_loader_gpu_busy"] = second_epoch(loading)
-        del loading
-
         start = time.perf_counter()
         held = trainer(data_on_device=True)
-        m["on_device_setup_s"] = time.perf_counter() - start  # the model, and every sample read once
-        m["epoch_on_device_img_s"], m["epoch_on_device_gpu_busy"] = second_epoch(held)
+        note(train_samples=held.train_samples, on_device_setup_s=time.perf_counter() - start)  # every sample read once
+        note(step_alone_img_s_batch64=step_alone(held, 64, args.repeat))
+        note(**{f"step_alone_img_s_batch{args.large_batch}": step_alone(held, args.large_batch, args.repeat)})
+        speed, busy = second_epoch(held)
+        note(epoch_on_device_img_s=speed, epoch_on_device_gpu_busy=busy)
         del held
         held = trainer(data_on_device=True, batch_size=args.large_batch)
-        large = f"batch{args.large_batch}"
-        m[f"epoch_on_device_img_s_{large}"], m[f"epoch_on_device_gpu_busy_{large}"] = second_epoch(held)
+        speed, busy = second_epoch(held)
+        note(**{f"epoch_on_device_img_s_batch{args.large_batch}": speed, f"epoch_on_device_gpu_busy_batch{args.large_batch}": busy})
         del held
+
+        loading = trainer()
+        note(loader_workers=args.workers, loader_alone_img_s=loader_alone(loading, args.seconds))
+        speed, busy = second_epoch(loading)
+        note(epoch_loader_img_s=speed, epoch_loader_gpu_busy=busy)
+        del loading
         if args.device == "cuda":
-            m["gpu_memory_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            note(gpu_memory_peak_gib=torch.cuda.max_memory_allocated() / 2**30)
         checks = [
             check("epoch on device / step alone (batch 64)", m["epoch_on_device_img_s"] / m["step_alone_img_s_batch64"], 0.9),
             check("epoch on device / epoch with the loader", m["epoch_on_device_img_s"] / m["epoch_loader_img_s"], 1.0),

@@ -1,10 +1,12 @@
 #!/bin/bash
-# Throughput on a lent GPU machine, in one call (about 5 minutes on an H200):
-#   1. bench_folder.py --device cuda: `colorize photo` on the folder benchmark's 200 photos with
+# Throughput on a lent GPU machine, in one call (about 6 minutes on an H200); each step prints as
+# it goes and keeps its output in $OUT/<step>.log, so a step cut short still tells where it was:
+#   1. bench_gpu_shapes.py: what a new input shape costs the network, and where it is paid again;
+#   2. bench_folder.py --device cuda: `colorize photo` on the folder benchmark's 200 photos with
 #      the bundled model, against the network alone, with the GPU's busy fraction;
-#   2. bench_gpu_data.py: a training epoch of experiment=pretrained-gpu's network with the loader
-#      and with the samples held on the GPU (train.data_on_device), against the step alone;
-#   3. the training tests with a GPU present, in the time left.
+#   3. bench_gpu_data.py: a training epoch of experiment=pretrained-gpu's network with the samples
+#      held on the GPU (train.data_on_device) and with the loader, against the step alone;
+#   4. the training tests with a GPU present, in the time left.
 #
 # That machine has no ../shared/data and no PyPI. Here, before the call (.gpu/ is in .git/info/exclude):
 #   python3 -c 'import sys; sys.path.insert(0, "benchmarks"); import common, shutil, pathlib
@@ -30,17 +32,21 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.versio
 nvidia-smi --query-gpu=name,driver_version,memory.total,utilization.gpu --format=csv
 nproc
 
-step "1. folder on the GPU (batch 16)"
-timeout $(( DEADLINE_S - $(elapsed) - 200 )) python3 benchmarks/bench_folder.py --device cuda --batch-size 16 --repeat 3 || status=1
+run_step() {  # name, seconds it may take, command...: its output to the log and to $OUT/<name>.log
+  local name=$1 limit=$2
+  shift 2
+  step "$name (at most $limit s)"
+  timeout -s INT "$limit" "$@" 2>&1 | tee "$OUT/$name.log" || status=1
+}
+run_step shapes 90 python3 benchmarks/bench_gpu_shapes.py
+run_step folder 150 python3 benchmarks/bench_folder.py --device cuda --batch-size 16 --repeat 3 --no-memory
 cp benchmarks/results/folder_cuda.json "$OUT/" 2>/dev/null
-
-step "2. training data: the loader against samples on the GPU"
-timeout $(( DEADLINE_S - $(elapsed) - 30 )) python3 benchmarks/bench_gpu_data.py --copies 48 --workers 12 --seconds 30 || status=1
-cp benchmarks/results/gpu_data.json "$OUT/" 2>/dev/null
+run_step gpu_data $(( DEADLINE_S - $(elapsed) - 40 )) python3 benchmarks/bench_gpu_data.py --copies 24 --workers 12 --seconds 20
+cp benchmarks/results/gpu_data.json benchmarks/results/gpu_shapes.json "$OUT/" 2>/dev/null
 
 left=$(( DEADLINE_S - $(elapsed) - 10 ))
 if [ $left -gt 40 ]; then
-  step "3. tests with a GPU present ($left s)"
+  step "4. tests with a GPU present ($left s)"
   timeout "$left" python3 -m pytest -q -x -p no:cacheprovider tests/test_train.py 2>&1 | tail -6
 fi
 step "done (status $status)"

@@ -1,15 +1,21 @@
-"""Where a stage or the Python API runs: ``auto``, ``cpu`` or ``cuda``, how many CPU cores, and how
-much memory is free there."""
+"""Where a stage or the Python API runs: ``auto``, ``cpu`` or ``cuda``, how many CPU cores, how
+much memory is free there, and the one thread that runs a GPU's networks."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import TYPE_CHECKING, TypeVar
 
 from colorize_core.constants import DEVICE_CHOICES
 
 if TYPE_CHECKING:  # torch is imported where a device is resolved: the shard stage never needs it
     import torch
+
+Result = TypeVar("Result")
 
 
 def available_cores() -> int:
@@ -42,3 +48,28 @@ def free_memory_bytes(device: torch.device) -> int:
         return int(available.split()[1]) * 1024
     except (OSError, StopIteration):
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+_ON_GPU_THREAD = threading.local()
+
+
+@lru_cache(maxsize=8)
+def _gpu_thread_of(pid: int, device: str) -> ThreadPoolExecutor:
+    def mark() -> None:
+        _ON_GPU_THREAD.device = device
+
+    return ThreadPoolExecutor(1, thread_name_prefix=f"network-{device}", initializer=mark)
+
+
+def on_gpu_thread(device: torch.device, work: Callable[[], Result]) -> Result:
+    """``work()``, on this process's one thread for ``device`` when it is a GPU (else right here).
+
+    PyTorch keeps cuDNN's execution plans per thread (thread_local since its pull request
+    #103939), and planning the bundled network for an input shape it has not seen took about 2 s
+    on an H200 against 20 to 33 ms for a batch once planned (benchmarks/NOTES.md): a server's
+    request threads, or a pipeline's stream threads made anew for every folder, would each plan
+    again. On one thread each shape is planned once per process. Exceptions reach the caller.
+    """
+    if device.type != "cuda" or getattr(_ON_GPU_THREAD, "device", None) == str(device):
+        return work()
+    return _gpu_thread_of(os.getpid(), str(device)).submit(work).result()  # a forked child gets its own

@@ -292,3 +292,29 @@ def test_bands_run_in_order_and_in_a_forked_child():
     child.start()
     child.join(60)
     assert child.exitcode == 0
+
+
+def test_a_gpus_networks_run_on_one_thread_per_process():
+    """cuDNN plans live per thread: every caller's GPU work runs on one thread, planned once."""
+    import torch
+
+    from colorize_core.device import on_gpu_thread
+
+    gpu, cpu = torch.device("cuda", 0), torch.device("cpu")  # a device name, no GPU needed
+    ran_on: list[int] = []
+
+    def work() -> int:
+        ran_on.append(threading.get_ident())
+        return len(ran_on)
+
+    callers = [threading.Thread(target=on_gpu_thread, args=(gpu, work)) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(ran_on) == 4 and len(set(ran_on)) == 1
+    assert ran_on[0] not in {caller.ident for caller in callers} | {threading.get_ident()}
+    assert on_gpu_thread(gpu, lambda: on_gpu_thread(gpu, work)) == 5 and ran_on[-1] == ran_on[0]  # nested: no deadlock
+    assert on_gpu_thread(cpu, work) == 6 and ran_on[-1] == threading.get_ident()  # the CPU: right here
+    with pytest.raises(ZeroDivisionError):
+        on_gpu_thread(gpu, lambda: 1 / 0)

@@ -27,7 +27,7 @@ from PIL import Image
 from colorize_core.checkpoint import Checkpoint, load_checkpoint
 from colorize_core.color import lightness_from_gray, lightness_from_srgb8
 from colorize_core.constants import DEFAULT_TEMPERATURE, MAX_VIEW_ASPECT, OUTPUT_STRIDE
-from colorize_core.device import resolve_device
+from colorize_core.device import on_gpu_thread, resolve_device
 from colorize_core.images import gray_array, is_gray_mode, to_rgb8
 from colorize_core.inference.annealed_mean import STRIP_PIXELS, ab_from_log_probs, compose_many
 
@@ -167,9 +167,13 @@ class Colorizer:
         """The model bundled with the package (resources/MODEL_CARD.md says how it was made)."""
         return cls.from_checkpoint(BUNDLED_CHECKPOINT, device, size, compiled)
 
-    @torch.inference_mode()
     def log_probs(self, lightness: np.ndarray) -> torch.Tensor:
-        """Network log-probabilities, (B, H, W) L -> (B, Q, H/4, W/4) float32 on the CPU."""
+        """Network log-probabilities, (B, H, W) L -> (B, Q, H/4, W/4) float32 on the CPU; on a GPU,
+        from the process's one thread for it (:func:`~colorize_core.device.on_gpu_thread`)."""
+        return on_gpu_thread(self.device, lambda: self._log_probs(lightness))
+
+    @torch.inference_mode()
+    def _log_probs(self, lightness: np.ndarray) -> torch.Tensor:
         batch = torch.from_numpy(np.ascontiguousarray(lightness, dtype=np.float32)).unsqueeze(1)  # (B, 1, H, W)
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         return torch.log_softmax(self.model(batch).float(), dim=1).cpu()

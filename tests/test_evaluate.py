@@ -258,3 +258,23 @@ def test_metrics_put_the_headline_first(adhoc_report):
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     declared = [next(iter(m)) if isinstance(m, dict) else m for s in stages.values() for m in s.get("metrics", [])]
     assert declared == ["reports/metrics.json"]
+
+
+@pytest.mark.parametrize(
+    "arguments, refusal",
+    [
+        (["--classifier", "efficientnet_lite0"], "efficientnet_lite0 is the evaluation classifier"),
+        (["--data", "{tmp}/imagenet-val", "--subdir", "val"], "photos under imagenet-val/ are the test set"),
+    ],
+)
+def test_validation_choice_refuses_the_judge_and_the_test_set(tmp_path, arguments, refusal):
+    """scripts/validation_choice.py: choosing a model never uses the evaluation classifier or the test photos."""
+    import subprocess
+    import sys
+
+    (tmp_path / "imagenet-val" / "val" / "n01440764").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / "imagenet-val" / "val" / "n01440764" / "a.png")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "validation_choice.py"
+    command = [sys.executable, str(script), "--checkpoint", "any.pt", *(a.format(tmp=tmp_path) for a in arguments)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and f"refused: {refusal}" in result.stderr

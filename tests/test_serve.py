@@ -26,6 +26,7 @@ from helpers import encode_png, png_with_claimed_size, skimage_photo
 from PIL import Image, JpegImagePlugin
 from skimage.color import rgb2lab
 
+from colorize_core.checkpoint import load_checkpoint
 from colorize_core.cli import main
 from colorize_core.inference.colorizer import BUNDLED_CHECKPOINT, Colorizer, lightness_of
 from colorize_core.serve import model_info
@@ -90,9 +91,10 @@ def test_model_card_summary_agrees_with_the_readme():
     assert card["facts"]["trained on"].startswith("37,718 colour photos")
     assert card["quality"]["columns"] == ["variant", "top-1", "top-5", "AuC", "AuC rebal.", "colourfulness (Δ)"]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    row = next(line for line in readme.splitlines() if line.startswith("| **bundled model, T = 0.7**"))
+    T = f"{load_checkpoint(BUNDLED_CHECKPOINT).default_T:g}"
+    row = next(line for line in readme.splitlines() if line.startswith(f"| **bundled model, T = {T}**"))
     figures = [cell.strip().strip("*") for cell in row.strip("|").split("|")][1:]
-    assert next(r for r in card["quality"]["rows"] if r[0] == "this model, T = 0.7")[1:] == figures
+    assert next(r for r in card["quality"]["rows"] if r[0] == f"this model, T = {T}")[1:] == figures
 
 
 def test_find_checkpoint_prefers_the_given_then_the_bundled_then_models_best(tmp_path, monkeypatch):
@@ -444,11 +446,11 @@ def test_the_page_in_headless_chromium(colorizer, forward_passes, tmp_path):
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((url, "blob:", "data:")) else None)
         page.goto(url)
         page.wait_for_selector("#quality td")
-        assert page.input_value("#temperature") == "0.7"  # the bundled model's own T
-        assert "0.712" in page.inner_text("#quality") and "37,718" in page.inner_text("#model-facts")
+        assert page.input_value("#temperature") == f"{colorizer.default_T:g}"  # the bundled model's own T
+        assert "0.714" in page.inner_text("#quality") and "37,718" in page.inner_text("#model-facts")
 
         page.set_input_files("#files", [str(tmp_path / "cat_gray.jpg"), str(tmp_path / "cat_colour.jpg")])
-        page.wait_for_selector('#after[data-temperature="0.7"]')
+        page.wait_for_selector(f'#after[data-temperature="{colorizer.default_T:g}"]')
         page.wait_for_function("document.querySelectorAll('#photos small').length == 2 && "
                                "[...document.querySelectorAll('#photos small')].every(s => s.textContent.includes('×'))")  # fmt: skip
         assert page.evaluate("document.getElementById('after').naturalWidth") == 451  # full resolution

@@ -150,7 +150,10 @@ def colour_photos(folder: Path, count: int) -> list[Path]:
 #: Run by :func:`run_until` in the child: wraps TARGET so that, once it has returned CALLS times,
 #: the child writes EVENT and waits to be killed there; then runs the `colorize` command line.
 _PAUSE_AT = """
-import importlib, pathlib, sys, time
+import importlib, pathlib, signal, sys, time
+# Ctrl-C as in a terminal's foreground job: a shell without job control (a CI script's `cmd &`,
+# nohup) starts its background children with SIGINT ignored, and Python then keeps ignoring it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 target, calls, event, *argv = sys.argv[1:]
 module_name, name = target.split(":")
 module = importlib.import_module(module_name)

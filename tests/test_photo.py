@@ -273,3 +273,27 @@ def test_command_line_version_order_and_temperature_spellings(tmp_path, checkpoi
         assert {p.name for p in tmp_path.glob("a_color*.png")} == {"a_color_T0.2.png", "a_color_T1.png"}
         for path in tmp_path.glob("a_color*.png"):
             path.unlink()
+
+
+def test_without_a_temperature_the_checkpoints_own_is_used(tmp_path, checkpoint):
+    """`colorize export -t` stores a T; `colorize photo` without -t decodes at it (output equal to
+    an explicit -t of the same T, different from the 0.38 fallback of a checkpoint with none)."""
+    from colorize_core.constants import DEFAULT_TEMPERATURE
+
+    runner = CliRunner()
+    own = tmp_path / "own.pt"
+    assert runner.invoke(main, ["export", str(checkpoint), str(own), "-t", "0.09"]).exit_code == 0
+    assert Colorizer.from_checkpoint(own, "cpu").default_T == 0.09
+    assert Colorizer.from_checkpoint(checkpoint, "cpu").default_T == DEFAULT_TEMPERATURE
+    photo = tmp_path / "in.png"
+    Image.fromarray(colourful_rgb(48, 64)).save(photo)
+
+    def colorized(model: Path, *options: str) -> np.ndarray:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        result = runner.invoke(main, ["photo", str(photo), "--checkpoint", str(model), "--out", str(out), *options])
+        assert result.exit_code == 0, result.output
+        return np.asarray(Image.open(next(out.iterdir())))
+
+    implicit = colorized(own)
+    assert np.array_equal(implicit, colorized(own, "-t", "0.09"))
+    assert not np.array_equal(implicit, colorized(own, "-t", f"{DEFAULT_TEMPERATURE:g}"))

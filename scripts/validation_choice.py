@@ -26,14 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colorize_core.color import lab_from_srgb
 from colorize_core.data.sample import list_folder
 from colorize_core.evaluate.classifiers import load_classifier
-from colorize_core.evaluate.evaluation import reference_of
-from colorize_core.evaluate.metrics import auc, colourfulness, rebalancing_pixel_weights
+from colorize_core.evaluate.evaluation import ORIGINAL, reference_of, score_variants
 from colorize_core.images import to_rgb8
 from colorize_core.inference.colorizer import Colorizer
-from colorize_core.inference.decode_stage import load_picture
+from colorize_core.inference.decode_stage import TestImage, load_picture
 from colorize_core.io import atomic_output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +79,7 @@ def main() -> None:
     classifier = load_classifier(args.classifier, device)
     colorizers = {path: Colorizer.from_checkpoint(path, device) for path in args.checkpoint}
     bins = next(iter(colorizers.values())).checkpoint.bins
-    names = ["ORIGINAL", "BW IMG"] + [f"{p.name}, T = {t:g}" for p in colorizers for t in temperatures]
+    names = [ORIGINAL, "BW IMG"] + [f"{p.name}, T = {t:g}" for p in colorizers for t in temperatures]
     scores: dict[str, list[tuple[float, ...]]] = {n: [] for n in names}
     skipped = 0
     for i, (path, class_index) in enumerate(photos):
@@ -94,23 +92,25 @@ def main() -> None:
         images = [truth.rgb, gray] + [
             rgb for c in colorizers.values() for rgb in c.colorize_batch([picture], temperatures)[0]
         ]
-        weights = rebalancing_pixel_weights(truth.ab, bins)
-        for name, rgb, probabilities in zip(names, images, classifier.probabilities(images)):
-            ab = truth.ab if name == "ORIGINAL" else lab_from_srgb(rgb.astype(np.float32) / 255)[..., 1:]
+        item = TestImage(f"{i:06d}", str(path), "", class_index)
+        variants = [("", name, None, rgb) for name, rgb in zip(names, images)]
+        for name, row in zip(
+            names, score_variants(item, truth, variants, classifier, bins)
+        ):  # as the evaluate stage scores
             scores[name].append(
                 (
-                    float(probabilities.argmax() == class_index),
-                    float(probabilities[class_index]),
-                    auc(ab, truth.ab),
-                    auc(ab, truth.ab, weights),
-                    colourfulness(rgb) - truth.colourfulness,
+                    row["top1_correct"],
+                    row["true_confidence"],
+                    row["auc"],
+                    row["auc_rebalanced"],
+                    row["colourfulness_diff"],
                 )
             )
         if i % 250 == 0:
             print(f"{i}/{len(photos)} photos", file=sys.stderr, flush=True)
     source = args.list if args.list is not None else f"{args.data}/{args.subdir}"
     lines = [
-        f"# Validation choice: {len(scores['ORIGINAL'])} labelled colour photos of {source}",
+        f"# Validation choice: {len(scores[ORIGINAL])} labelled colour photos of {source}",
         "",
         f"`python scripts/validation_choice.py{''.join(' ' + a for a in sys.argv[1:])}`",
         "",

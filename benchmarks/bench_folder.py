@@ -87,11 +87,13 @@ def main() -> None:
             m["peak_rss_full_over_small"] = full_peak / small_peak
             print(f"peak memory: {small_peak:.0f} and {full_peak:.0f} MiB", flush=True)
 
+        from colorize_core.device import reuse_freed_memory
         from colorize_core.images import load_pixels, open_image
         from colorize_core.inference.colorizer import Colorizer
         from colorize_core.inference.photo import PhotoOptions, colorize_files
         from colorize_core.inference.pipeline import Batcher, PipelineSizes, network_streams, stream_setup
 
+        reuse_freed_memory()  # as `colorize photo` does (for the network alone too: one process)
         colorizer = Colorizer.pretrained(args.device)
         sizes = PipelineSizes(batch_size=args.batch_size)
         views = []

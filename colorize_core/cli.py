@@ -220,8 +220,10 @@ def decode(params: Params, lists: Path, models: Path, out: Path) -> None:
     The temperatures are params `temperatures` plus `T`. Re-running resumes and only adds what
     is missing.
     """
+    from colorize_core.device import reuse_freed_memory
     from colorize_core.inference.decode_stage import run_decode
 
+    reuse_freed_memory()
     run_decode(params, lists, models, out)
 
 
@@ -359,6 +361,7 @@ def photo(
     import os
     import sys
 
+    from colorize_core.device import reuse_freed_memory
     from colorize_core.inference.colorizer import Colorizer
     from colorize_core.inference.photo import PhotoOptions, colorize_files, colorize_stream
 
@@ -368,6 +371,7 @@ def photo(
         raise click.UsageError("- (stdin) cannot be combined with other inputs")
     if (requested and len(requested) > 1) or len(inputs) > 1 or any(p.is_dir() for p in inputs):
         Colorizer.load_kernel_in_background()  # a sweep or a folder composes with the compiled kernel
+        reuse_freed_memory()  # and allocates the same arrays photo after photo (one photo: less memory without)
     if checkpoint is None:
         colorizer = Colorizer.pretrained(device, size)
     else:
@@ -444,8 +448,10 @@ def video(
         if error.name != "av":
             raise
         raise click.ClickException("colorize video needs PyAV: pip install 'colorize[video]' (or pip install av)") from None
+    from colorize_core.device import reuse_freed_memory
     from colorize_core.inference.colorizer import Colorizer
 
+    reuse_freed_memory()
     Colorizer.load_kernel_in_background()  # a film's frames compose with the compiled kernel, as a folder's
     if checkpoint is None:
         colorizer = Colorizer.pretrained(device, size, compiled=True)
@@ -497,7 +503,10 @@ def serve(
     from colorize_core.inference.colorizer import Colorizer
     from colorize_core.serve.model_info import find_checkpoint
 
+    from colorize_core.device import reuse_freed_memory
+
     path = find_checkpoint(checkpoint, Path.cwd())
+    reuse_freed_memory()
     Colorizer.load_kernel_in_background()  # loaded before the first upload needs it, not during it
     colorizer = Colorizer.from_checkpoint(path, device, size, compiled=True)  # every T change re-composes
     settings = ServeSettings(max_pixels=max_pixels, cache_bytes=cache_mib << 20, cache_seconds=cache_seconds)

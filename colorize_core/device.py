@@ -1,8 +1,10 @@
 """Where a stage or the Python API runs: ``auto``, ``cpu`` or ``cuda``, how many CPU cores, how
-much memory is free there, and the one thread that runs a GPU's networks."""
+much memory is free there, the one thread that runs a GPU's networks, and how the C allocator keeps
+freed memory in long inference runs."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from collections.abc import Callable
@@ -48,6 +50,32 @@ def free_memory_bytes(device: torch.device) -> int:
         return int(available.split()[1]) * 1024
     except (OSError, StopIteration):
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+#: glibc's mallopt parameters and the values :func:`reuse_freed_memory` sets: up to 64 MiB (the size
+#: of a thread's heap) of freed memory stays with each heap (M_TOP_PAD), and blocks up to 32 MiB
+#: (glibc's largest threshold) come from the heaps (M_MMAP_THRESHOLD; setting any of these fixes the
+#: threshold, which would otherwise stay at 128 KiB and send every array to mmap).
+_M_TOP_PAD, _M_MMAP_THRESHOLD = -2, -3
+_ALLOCATOR_SETTINGS = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TOP_PAD, 64 << 20))
+
+
+def reuse_freed_memory() -> bool:
+    """Let glibc's allocator keep the memory a process frees, for long runs that allocate and free
+    the same large arrays in several threads (a folder of photos, a film, the web page, the decode
+    stage); True when set, False where the C library is not glibc (nothing changes).
+
+    By default a thread's heap that empties is given back to the kernel and made anew for the next
+    array, and every page of it faults in again: `colorize photo` on a folder of 200 photos spent
+    0.8 to 1.6 s of its 10 s of CPU in the kernel, its network streams making and deleting a 64 MiB
+    heap about once a photo (strace; benchmarks/NOTES.md). With a top pad of a whole heap, glibc
+    keeps it. Blocks above 32 MiB (a large photo's planes) still go back to the kernel when freed.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not Linux with glibc (musl, macOS, Windows)
+        return False
+    return all(mallopt(parameter, value) == 1 for parameter, value in _ALLOCATOR_SETTINGS)
 
 
 _ON_GPU_THREAD = threading.local()

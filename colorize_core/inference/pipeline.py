@@ -19,8 +19,9 @@ Deterministic: items are read ahead in parallel but taken in their order, batche
 from that order alone (:class:`Batcher`), never from thread timing, and their results are taken
 in that order too; with ``batch_size=1`` every batch is one item, exactly as a one-at-a-time loop.
 Bounded: at most ``read_ahead`` (+ 1) items are being read, ``max_held`` wait in batches,
-``streams`` batches are in the network and ``write_behind`` items are being finished, so memory
-does not grow with the number of items.
+``streams`` batches are in the network with as many queued behind them (so that a stream that ends
+a batch starts the next one without waiting for this thread) and ``write_behind`` items are being
+finished, so memory does not grow with the number of items.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ DEFAULT_THREADS = 2
 
 @dataclass(frozen=True)
 class PipelineSizes:
-    """Threads and queue bounds: at most read_ahead + 1 + max_held + streams × batch_size +
+    """Threads and queue bounds: at most read_ahead + 1 + max_held + 2 × streams × batch_size +
     write_behind items are alive at once (being read or waiting, in batches, being inferred, being
     finished)."""
 
@@ -169,7 +170,7 @@ def run_pipeline(
 
         def run(batch: list[Prepared]) -> None:
             inferring.append((batch, streams.submit(infer, batch)))
-            collect(sizes.streams - 1)
+            collect(2 * sizes.streams - 1)  # a batch queued behind each one in the network
 
         try:
             for future in feeder:  # in the items' order

@@ -16,6 +16,8 @@ training (:meth:`PretrainedUNet.freeze_encoder`) or fine-tuned on a GPU.
 ``efficientnet_lite2_unet_global`` adds an image-level context vector from the encoder's own
 ImageNet head (what the photo shows) to the decoder at every scale.
 
+For inference, :func:`fold_batch_norms` folds each BatchNorm that follows a convolution into it.
+
 A new architecture is a constructor here, named in :data:`colorize_core.registry.ARCHITECTURES`,
 that takes a :class:`ModelConfig` and whether to load pretrained weights, and returns a module
 with the same contract: input L in [0, 100] of shape (B, 1, H, W) with H and W multiples of its
@@ -36,7 +38,7 @@ from colorize_core.constants import (
     LAB_OFFSET,
     SRGB_ENCODED_THRESHOLD,
 )
-from colorize_core.efficientnet_lite import HEAD_CHANNELS
+from colorize_core.efficientnet_lite import HEAD_CHANNELS, BatchNormReLU6, Block
 from colorize_core.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, efficientnet_lite_features
 from colorize_core.registry import ARCHITECTURES
 
@@ -285,6 +287,42 @@ def efficientnet_lite2_unet(config: ModelConfig, pretrained: bool = True) -> nn.
 
 def efficientnet_lite2_unet_global(config: ModelConfig, pretrained: bool = True) -> nn.Module:
     return PretrainedUNet(config, 2, pretrained, global_context=True)
+
+
+def fold_batch_norms(network: nn.Module) -> nn.Module:
+    """For inference: fold every BatchNorm that directly follows a convolution into that
+    convolution, in place; returns the network.
+
+    In the containers that run their children in order (``nn.Sequential``, an EfficientNet-Lite
+    ``Block``), a Conv2d followed by a BatchNorm2d becomes one Conv2d with weight w·γ/σ and bias
+    β + (b − μ)·γ/σ, σ = √(running var + ε), and the BatchNorm is replaced by what it applies after
+    normalising (ReLU6 for the encoder's BatchNormReLU6, else nothing). A BatchNorm after an
+    activation (eccv16's) is left as it is. The outputs are the same up to float rounding (the
+    bundled model's log-probabilities within 1e-4; 2 in 100,000 values of its colorizations one
+    8-bit level apart), with one op and one module call fewer per convolution (the bundled network
+    about 12 % faster on a CPU, benchmarks/NOTES.md).
+    """
+    if network.training:
+        raise ValueError("fold_batch_norms needs a network in eval mode (it folds the running statistics)")
+    containers = [m for m in network.modules() if isinstance(m, (nn.Sequential, Block))]
+    for container in containers:
+        children = list(container.named_children())
+        for (_, conv), (name, norm) in zip(children, children[1:]):
+            if type(norm) in (nn.BatchNorm2d, BatchNormReLU6) and isinstance(conv, nn.Conv2d) and norm.track_running_stats:
+                _fold_into(conv, norm)
+                setattr(container, name, nn.ReLU6() if getattr(norm, "activate", False) else nn.Identity())
+    return network
+
+
+@torch.no_grad()
+def _fold_into(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
+    """conv's weight (C_out, C_in/groups, k, k) and bias (C_out,) become those of norm(conv(x))."""
+    gamma = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
+    beta = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
+    scale = gamma / torch.sqrt(norm.running_var + norm.eps)  # (C_out,)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+    conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+    conv.bias = nn.Parameter(beta + (bias - norm.running_mean) * scale)
 
 
 def count_parameters(model: nn.Module) -> int:

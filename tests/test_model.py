@@ -1,13 +1,15 @@
 """Every registered architecture: output shape, no NaN, determinism; the published size; the
 pretrained encoder's weights, its gray input and its frozen option."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from colorize_core.color import lightness_from_gray
-from colorize_core.model import ModelConfig, build_model, count_parameters, gray_srgb_from_lightness
+from colorize_core.model import ModelConfig, build_model, count_parameters, fold_batch_norms, gray_srgb_from_lightness
 from colorize_core.pretrained import efficientnet_lite, efficientnet_lite_features
 from colorize_core.registry import ARCHITECTURES, PRETRAINED_ARCHITECTURES
 
@@ -134,3 +136,38 @@ def test_trainable_encoder_stages_learn_and_the_rest_stays():
     assert any(k.startswith("stages.6.") for k in changed) and any(k.startswith("stages.5.") for k in changed)
     assert not any(k.startswith(("stem.", *(f"stages.{i}." for i in range(5)))) for k in changed)
     assert model.stages[5].training and not model.stages[4].training
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_folded_batch_norms_give_the_same_logits(arch):
+    """Folding against the network itself, with BatchNorm statistics and affines far from the
+    identity (as a trained network's): the same logits up to float rounding."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch, width=0.125, num_classes=17), pretrained=False)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.25, 4)
+        norm.weight.data.uniform_(0.5, 1.5)
+        norm.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    lightness = torch.rand(2, 1, 64, 96) * 100
+    with torch.no_grad():
+        expected = model(lightness)
+        folded = fold_batch_norms(copy.deepcopy(model))
+        got = folded(lightness)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-4 * float(expected.abs().max()))
+    left = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if arch in PRETRAINED_ARCHITECTURES:
+        assert not left  # every one follows a convolution
+    else:
+        assert len(left) == len(norms)  # eccv16's follow a ReLU: none can be folded
+    assert sum(isinstance(m, torch.nn.ReLU6) for m in folded.modules()) == sum(
+        getattr(m, "activate", False) for m in norms
+    )
+
+
+def test_folding_needs_eval_mode():
+    model = build_model(ModelConfig("efficientnet_lite2_unet", width=0.125, num_classes=17), pretrained=False)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norms(model.train())

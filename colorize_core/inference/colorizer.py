@@ -30,6 +30,7 @@ from colorize_core.constants import DEFAULT_TEMPERATURE, MAX_VIEW_ASPECT, OUTPUT
 from colorize_core.device import on_gpu_thread, resolve_device
 from colorize_core.images import gray_array, is_gray_mode, to_rgb8
 from colorize_core.inference.annealed_mean import STRIP_PIXELS, ab_from_log_probs, compose_many
+from colorize_core.model import fold_batch_norms
 
 ImageLike = Image.Image | np.ndarray
 #: (b, Q, h, w) log-probabilities and the (b, H, W) network L they come from -> (b, Q, h, w).
@@ -150,7 +151,7 @@ class Colorizer:
         #: it pays; one image at one temperature keeps the numpy reference.
         self.compiled = compiled
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.model = checkpoint.build_model().to(self.device, memory_format=torch.channels_last)
+        self.model = fold_batch_norms(checkpoint.build_model()).to(self.device, memory_format=torch.channels_last)
         self.centres = torch.as_tensor(checkpoint.bins.centres, dtype=torch.float32)  # (Q, 2)
         self.size = size or checkpoint.view_size or checkpoint.train_size  # short side the network sees
 

@@ -500,10 +500,9 @@ def serve(
         from colorize_core.serve.app import ServeSettings, create_app, run_server
     except ImportError as error:
         raise click.ClickException(f'colorize serve needs the serve extra ({error.name} is missing): pip install -e ".[serve]"') from None
+    from colorize_core.device import reuse_freed_memory
     from colorize_core.inference.colorizer import Colorizer
     from colorize_core.serve.model_info import find_checkpoint
-
-    from colorize_core.device import reuse_freed_memory
 
     path = find_checkpoint(checkpoint, Path.cwd())
     reuse_freed_memory()

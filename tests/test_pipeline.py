@@ -97,7 +97,8 @@ def test_memory_is_bounded_by_the_queues(streams):
     sizes = PipelineSizes(batch_size=2, readers=2, writers=2, read_ahead=3, max_held=4, write_behind=2, streams=streams)
     _, written, most, _ = simulated(keys, sizes, jitter=True)
     assert len(written) == 200
-    assert most <= sizes.reads + 1 + sizes.held + sizes.writes + 2 * streams * sizes.batch_size
+    assert sizes.batches_in_flight == 2 * streams
+    assert most <= sizes.reads + 1 + sizes.held + sizes.writes + sizes.batches_in_flight * sizes.batch_size
 
 
 def test_one_order_of_results_with_one_writer_and_two_streams():

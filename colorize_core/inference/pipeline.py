@@ -45,7 +45,7 @@ DEFAULT_THREADS = 2
 
 @dataclass(frozen=True)
 class PipelineSizes:
-    """Threads and queue bounds: at most read_ahead + 1 + max_held + 2 × streams × batch_size +
+    """Threads and queue bounds: at most read_ahead + 1 + max_held + batches_in_flight × batch_size +
     write_behind items are alive at once (being read or waiting, in batches, being inferred, being
     finished)."""
 
@@ -72,6 +72,11 @@ class PipelineSizes:
     @property
     def held(self) -> int:
         return max(self.max_held or 2 * self.batch_size, self.batch_size)
+
+    @property
+    def batches_in_flight(self) -> int:
+        """Batches submitted to the streams at once: one running on each, one queued behind it."""
+        return 2 * self.streams
 
     @property
     def writes(self) -> int:
@@ -170,7 +175,7 @@ def run_pipeline(
 
         def run(batch: list[Prepared]) -> None:
             inferring.append((batch, streams.submit(infer, batch)))
-            collect(2 * sizes.streams - 1)  # a batch queued behind each one in the network
+            collect(sizes.batches_in_flight - 1)
 
         try:
             for future in feeder:  # in the items' order

@@ -105,8 +105,8 @@ def main(verbose: bool, debug: bool) -> None:
 
     Stages, in order: sample -> shard -> histogram -> train -> decode -> evaluate.
     `dvc repro` runs them all; each is also a command here. `colorize photo` colorizes your
-    own photos with a trained checkpoint, `colorize video` a film; `colorize serve` colorizes photos
-    in a local web page.
+    own photos (with the bundled model, or a checkpoint you trained), `colorize video` a film;
+    `colorize serve` colorizes photos in a local web page.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
 

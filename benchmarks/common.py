@@ -51,18 +51,26 @@ def median_seconds(run: Callable[[], object], repeat: int = 3, warmup: int = 1) 
     return statistics.median(times)
 
 
-def interleaved_medians(runs: dict[str, Callable[[], object]], repeat: int = 3, warmup: int = 1) -> dict[str, float]:
+def interleaved_medians(
+    runs: dict[str, Callable[[], object]],
+    repeat: int = 3,
+    warmup: int = 1,
+    after: Callable[[], object] = lambda: None,
+) -> dict[str, float]:
     """Median wall time of each run, the runs alternating (A B C A B C ...) so that a noisy,
-    shared machine slows every side of a ratio alike."""
+    shared machine slows every side of a ratio alike; ``after()`` follows every run, untimed
+    (deleting what it wrote, say)."""
     for run in runs.values():
         for _ in range(warmup):
             run()
+            after()
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
+            after()
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -12,12 +12,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
+import xxhash
+
 
 @contextmanager
-def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+def atomic_output(path: str | os.PathLike, mode: str = "wb", durable: bool = True) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only when the block succeeds.
 
-    A reader (or an interrupted run) sees either the old file or the complete new one.
+    A reader (or an interrupted run) sees either the old file or the complete new one. With
+    ``durable`` the bytes reach the disk (fsync) before the rename, so that even a power cut
+    cannot leave a torn file under ``path``; pass False only where a checksum recorded elsewhere
+    catches one (a shard's tar: its sidecar, written durably after it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,7 +32,8 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,6 +65,17 @@ def atomic_write_csv(path: str | os.PathLike, header: Sequence[str], rows: Itera
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_xxh128(path: str | os.PathLike) -> str:
+    """XXH3-128 of a file's bytes (hex), read in 1 MiB blocks: a checksum that tells changed or torn
+    files apart, not a defence against tampering. 80 GB/s here against SHA-256's 2 GB/s, which
+    cost the shard stage 0.15 ms an image (its inputs and its tars)."""
+    digest = xxhash.xxh3_128()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)

@@ -78,6 +78,15 @@ def compiled_kernel():
     return _kernel
 
 
+def warm_kernel(lut: SrgbLut) -> None:
+    """Load the kernel for ``lut``'s dtypes now, in this process: Numba compiles it, or reads it
+    from its disk cache, on the first call with new types, which takes about 0.25 s. A parent that
+    does this before forking spares each worker that first slow image."""
+    flagged = np.zeros(lut.grid.num_cells, np.uint8)
+    pixel = np.zeros((1, 1, 3), np.uint8)
+    encode_into(lut, pixel, np.empty((1, 1), np.float16), np.empty((1, 1), lut.cell.dtype), flagged)
+
+
 def encode_into(lut: SrgbLut, rgb: np.ndarray, lightness: np.ndarray, cells: np.ndarray, flagged: np.ndarray) -> int:
     """As :meth:`SrgbLut.encode`, into given arrays; returns how many pixels have a flagged cell.
 

@@ -1,6 +1,9 @@
 """The ab grid and the O(1) encoder against scikit-image and plain arithmetic; its step tables of
 L and its compiled twin bit for bit against the float64 definition."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from skimage.color import rgb2lab
@@ -162,3 +165,18 @@ def test_compiled_encoder_checks_its_arrays():
         encode_into(lut, rgb, lightness.astype(np.float32), cells, flagged)
     with pytest.raises(ValueError, match=r"flagged must be \(256,\) uint8"):
         encode_into(lut, rgb, lightness, cells, flagged[:10])
+
+
+def test_warm_kernel_loads_it_before_the_first_image():
+    """A fresh process: the kernel has no compiled signature until warmed, one after (so forked
+    shard workers inherit it instead of each loading it on their first image)."""
+    script = (
+        "from colorize_core.quantize import srgb_lut\n"
+        "from colorize_core.quantize_kernel import compiled_kernel, warm_kernel\n"
+        "lut = srgb_lut(16)\n"
+        "before = len(compiled_kernel().signatures)\n"
+        "warm_kernel(lut)\n"
+        "print(before, len(compiled_kernel().signatures))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["0", "1"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xxhash
 from helpers import colour_photos, colourful_rgb, exif_rotated_jpeg, png_with_claimed_size, write_lists
 from PIL import Image
 from skimage.color import rgb2lab
@@ -29,7 +30,6 @@ from colorize_core.data.shard_format import (
     tar_header,
 )
 from colorize_core.images import ImageError, load_rgb8
-from colorize_core.io import file_sha256
 
 
 def read_split(shards: Path, split: str = "train") -> list[dict]:
@@ -74,7 +74,7 @@ def all_bytes(folder: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("grid", [16, 10])
 def test_compiled_and_numpy_encoders_write_the_same_bytes(tmp_path, grid):
     """Every file (tars, sidecars, index, reports) alike, with 1 and 2 workers; each sidecar holds
-    its tar's SHA-256, computed while writing."""
+    its tar's XXH3-128, computed while writing (checked against the library's one-shot digest)."""
     lists = write_lists(tmp_path, colour_photos(tmp_path / "img", 9))
     runs = {}
     for compiled in (False, True):
@@ -86,7 +86,8 @@ def test_compiled_and_numpy_encoders_write_the_same_bytes(tmp_path, grid):
     assert len(runs[False, 1]) == 3 * 2 + 1 + 2  # 3 shards and their sidecars, the index, 2 reports
     assert all(files == runs[False, 1] for files in runs.values())
     for sidecar in (tmp_path / "True-2" / "shards" / "train").glob("*.json"):
-        assert json.loads(sidecar.read_text())["tar_sha256"] == file_sha256(sidecar.with_suffix(".tar"))
+        written = sidecar.with_suffix(".tar").read_bytes()
+        assert json.loads(sidecar.read_text())["tar_xxh128"] == xxhash.xxh3_128_hexdigest(written)
 
 
 def test_the_compiled_encoder_is_loaded_only_for_large_runs(tmp_path):
@@ -277,3 +278,21 @@ def test_logs_off_a_terminal_are_a_few_whole_lines(tmp_path, image_zoo, monkeypa
         for _ in progress_module.progress(range(100), desc="loop"):
             clock[0] += seconds_per_item
         assert len(capsys.readouterr().err.splitlines()) == lines
+
+
+def test_sidecars_are_synced_to_disk_and_tars_are_not(tmp_path, monkeypatch):
+    """The sidecar is the durable record (fsync, then rename), written after its tar, whose
+    checksum it holds; the tar skips the fsync: a torn one is rebuilt as above."""
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    lists = write_lists(tmp_path, colour_photos(tmp_path / "img", 5))
+    run_shard(PARAMS, lists, tmp_path / "shards", tmp_path / "reports")
+    shard_files = [name for name in synced if name.startswith(".shard-")]  # their temporaries
+    assert sorted(name.split(".")[1] for name in shard_files) == ["shard-000000", "shard-000001"]
+    assert all(".json." in name for name in shard_files)

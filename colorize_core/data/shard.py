@@ -40,11 +40,11 @@ from colorize_core.data.shard_format import (
 )
 from colorize_core.device import available_cores
 from colorize_core.images import GRAY_MODES, ImageError, load_rgb8
-from colorize_core.io import atomic_write_csv, atomic_write_json, file_sha256, remove_stale_temporaries
+from colorize_core.io import atomic_write_csv, atomic_write_json, file_xxh128, remove_stale_temporaries
 from colorize_core.progress import progress
 from colorize_core.ab_grid import AbGrid
 from colorize_core.quantize import srgb_lut
-from colorize_core.quantize_kernel import compiled_kernel, encode_into, kernel_loaded, numba_available
+from colorize_core.quantize_kernel import encode_into, kernel_loaded, numba_available, warm_kernel
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,8 @@ def write_shard(job: ShardJob, params: ShardParams, progress_counter=None, compi
         if progress_counter is not None:
             with progress_counter.get_lock():
                 progress_counter.value += 1
-    tar_sha256 = write_tar(job.tar, samples)
-    sidecar = {"fingerprint": job.fingerprint, "samples": len(samples), "problems": problems, "tar_sha256": tar_sha256}
+    tar_xxh128 = write_tar(job.tar, samples)
+    sidecar = {"fingerprint": job.fingerprint, "samples": len(samples), "problems": problems, "tar_xxh128": tar_xxh128}
     atomic_write_json(job.sidecar, sidecar)
     return problems
 
@@ -179,9 +179,9 @@ _worker_state: dict = {}
 
 def _init_worker(params: ShardParams, counter, compiled: bool) -> None:
     _worker_state.update(params=params, counter=counter, compiled=compiled)
-    srgb_lut(params.grid)
+    lut = srgb_lut(params.grid)
     if compiled:
-        compiled_kernel()
+        warm_kernel(lut)
 
 
 def _plan_in_worker(chunk: tuple) -> tuple[ShardJob, bool]:
@@ -211,7 +211,7 @@ def fingerprint(records: list[Record], params: ShardParams) -> str:
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for record in records:
         try:
-            file_id = file_sha256(Path(record.path))
+            file_id = file_xxh128(Path(record.path))
         except OSError:
             file_id = "missing"
         digest.update(f"\n{record.path}\t{record.synset}\t{record.class_index}\t{file_id}".encode())
@@ -230,7 +230,7 @@ def _is_done(tar: Path, sidecar: Path, expected: str) -> bool:
         return False
     try:
         info = json.loads(sidecar.read_text())
-        return info.get("fingerprint") == expected and info.get("tar_sha256") == file_sha256(tar)
+        return info.get("fingerprint") == expected and info.get("tar_xxh128") == file_xxh128(tar)
     except (OSError, ValueError):
         return False
 
@@ -263,9 +263,9 @@ def run_shard(
     if compiled is None:
         pixels_per_worker = total * params.size**2 / max(workers, 1)
         compiled = numba_available() and (kernel_loaded() or pixels_per_worker >= COMPILED_MIN_PIXELS)
-    srgb_lut(params.grid)  # built or read once in the parent; forked workers inherit it
+    lut = srgb_lut(params.grid)  # built or read once in the parent; forked workers inherit it
     if compiled:
-        compiled_kernel()  # likewise
+        warm_kernel(lut)  # likewise (each worker would otherwise load it on its first image)
     with contextlib.ExitStack() as stack:
         pool = None
         if workers > 1:
